@@ -1,0 +1,175 @@
+"""One device, one model: tiled prediction that equals the untiled definition.
+
+`predict_image` is what users call on an in-memory (C, H, W) image; the
+distributed actors call `predict_tiles` on the mirrored window a reader task
+cut for one output block.  Both share `TileGrid` geometry, so the stitched
+result equals `predict_untiled` (the net on the whole mirror-extended image)
+to float32 round-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError, GeometryError
+from pipeline.model.unet import UNet
+from pipeline.tiling import Tile, TileGrid, extended_length, plan_tiles, reflect_indices
+
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` is the first CUDA device where there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device here")
+    return torch.device(device)
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    """`auto`: bf16 on a CUDA device that supports it, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+@dataclass
+class Predictor:
+    """A model placed on a device, mapping input batches to activated outputs."""
+
+    model: UNet
+    device: torch.device
+    precision: str
+
+    @classmethod
+    def create(cls, model: UNet, device: str = "auto", precision: Precision = "fp32") -> Predictor:
+        dev = resolve_device(device)
+        model = model.to(dev).eval()
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            torch.backends.cudnn.benchmark = True
+        return cls(model=model, device=dev, precision=resolve_precision(precision, dev))
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C, h, w) float32 -> (B, classes, h', w') float32 after the head's activation."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        dtype = _AUTOCAST.get(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            y = self.model.activate(self.model(x))
+        return y.float().cpu().numpy()
+
+
+def mirrored_window(image: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """image[:, rows, cols] of the mirror-extended image (numpy 'reflect', repeated)."""
+    _, height, width = image.shape
+    inside = rows.start >= 0 and rows.stop <= height and cols.start >= 0 and cols.stop <= width
+    if inside:
+        return image[:, rows, cols]
+    return image[
+        :, reflect_indices(rows.start, rows.stop, height)[:, None], reflect_indices(cols.start, cols.stop, width)
+    ]
+
+
+def grid_window(grid: TileGrid) -> tuple[slice, slice]:
+    """The region of the mirror-extended image that the tiles of `grid` read."""
+    return (
+        slice(grid.rows[0].input_start, grid.rows[-1].input_stop),
+        slice(grid.cols[0].input_start, grid.cols[-1].input_stop),
+    )
+
+
+def _batches(tiles: Iterable[Tile], size: int) -> Iterator[list[Tile]]:
+    batch: list[Tile] = []
+    for tile in tiles:
+        batch.append(tile)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict_tiles(predictor: Predictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:
+    """Stitch the outputs of every tile of `grid` into (classes, H, W) float32.
+
+    `window` holds the mirror-extended image over `grid_window(grid)`.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    rows, cols = grid_window(grid)
+    expected = (rows.stop - rows.start, cols.stop - cols.start)
+    if window.shape[1:] != expected:
+        raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
+    out = np.empty((predictor.model.config.classes, grid.height, grid.width), dtype=np.float32)
+    for batch in _batches(grid, batch_size):
+        inputs = np.stack(
+            [window[:, _shift(t.input_window[0], rows.start), _shift(t.input_window[1], cols.start)] for t in batch]
+        )
+        outputs = predictor(inputs)
+        for tile, result in zip(batch, outputs, strict=True):
+            oy, ox = tile.output_window
+            h, w = oy.stop - oy.start, ox.stop - ox.start
+            out[:, oy, ox] = result[:, grid.crop : grid.crop + h, grid.crop : grid.crop + w]
+    return out
+
+
+def _shift(s: slice, origin: int) -> slice:
+    return slice(s.start - origin, s.stop - origin)
+
+
+def check_image(model: UNet, image: np.ndarray) -> np.ndarray:
+    """The image as float32 (C, H, W), or a clear error about its shape."""
+    if image.ndim != 3:
+        raise GeometryError(f"expected an image of shape (C, H, W), got shape {image.shape}")
+    if image.shape[0] != model.config.in_channels:
+        raise GeometryError(
+            f"image has {image.shape[0]} channel(s) but the model expects in_channels={model.config.in_channels}"
+        )
+    return image.astype(np.float32, copy=False)
+
+
+def predict_image(
+    model: UNet,
+    image: np.ndarray,
+    tile: int | tuple[int, int] = 512,
+    batch_size: int = 4,
+    device: str = "auto",
+    precision: Precision = "fp32",
+) -> np.ndarray:
+    """(C, H, W) image -> (classes, H, W) float32, by exact overlap-tile prediction."""
+    image = check_image(model, image)
+    grid = plan_tiles(image.shape[1:], model.geometry, tile)
+    predictor = Predictor.create(model, device, precision)
+    return predict_tiles(predictor, grid, mirrored_window(image, *grid_window(grid)), batch_size)
+
+
+def predict_untiled(model: UNet, image: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The definition tiled prediction must equal: the net on the whole mirror-extended image.
+
+    Mirror by `margin` before and by `margin` plus what the net needs after,
+    run the net once, crop back to (H, W).  Memory grows with the image: for
+    tests and benchmarks, not for archives.
+    """
+    image = check_image(model, image)
+    geometry = model.geometry
+    _, height, width = image.shape
+    before = geometry.margin
+    rows = slice(-before, -before + extended_length(height, geometry))
+    cols = slice(-before, -before + extended_length(width, geometry))
+    predictor = Predictor.create(model, device, "fp32")
+    raw = predictor(mirrored_window(image, rows, cols)[None])[0]
+    crop = geometry.margin - geometry.output_offset
+    out: np.ndarray = raw[:, crop : crop + height, crop : crop + width]
+    return out

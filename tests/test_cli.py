@@ -1,0 +1,40 @@
+"""The command line, driven through click's CliRunner as a user would."""
+
+from click.testing import CliRunner
+
+from pipeline import __version__
+from pipeline.cli import main
+from pipeline.errors import ExitCode
+from pipeline.model import save_checkpoint
+from tests.conftest import ROOT, model_config, random_model
+
+
+def test_help_explains_the_commands_and_exit_codes():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "submit" in result.output and "Exit codes" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_model_info_on_a_config_prints_parameters_and_geometry():
+    result = CliRunner().invoke(main, ["model", "info", str(ROOT / "configs/models/unet-paper.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "31,030,658" in result.output and "margin (context kept per side): 92 px" in result.output
+
+
+def test_model_info_on_a_checkpoint(tmp_path):
+    path = save_checkpoint(random_model(model_config("unet-small", base=4)), tmp_path / "m.safetensors")
+    result = CliRunner().invoke(main, ["model", "info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "base: 4" in result.output
+
+
+def test_a_missing_checkpoint_is_one_clear_line_and_exit_code_invalid(tmp_path):
+    result = CliRunner().invoke(main, ["model", "info", str(tmp_path / "missing.pt")])
+    assert result.exit_code == ExitCode.INVALID
+    assert "missing.pt: no such checkpoint file" in result.output
+    assert "Traceback" not in result.output

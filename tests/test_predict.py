@@ -1,0 +1,82 @@
+"""Exact overlap-tile: tiled prediction equals the net on the mirror-extended image.
+
+Geometry depends on a net's structure, not its width, so the full matrix of
+tile sizes, batch sizes and image shapes runs on each config narrowed to 4
+base channels; each config also runs once at its real width.
+"""
+
+import numpy as np
+import pytest
+
+from pipeline.errors import GeometryError
+from pipeline.model import UNet
+from pipeline.predict import predict_image, predict_untiled
+from pipeline.tiling import TileGrid
+from tests.conftest import model_config, random_model
+
+TOLERANCE = 1e-4
+
+
+def _image(model: UNet, height: int, width: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.random((model.config.in_channels, height, width), dtype=np.float32)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (150, 119)], ids=["smaller-than-a-tile", "many-tiles"])
+def test_tiled_equals_untiled_for_every_tile_and_batch_size(config_name, shape):
+    model = random_model(model_config(config_name, base=4))
+    image = _image(model, *shape)
+    reference = predict_untiled(model, image)
+    g = model.geometry
+    for tile in (g.min_tile, g.min_tile + 3 * g.factor, 4096):
+        for batch_size in (1, 3):
+            tiled = predict_image(model, image, tile=tile, batch_size=batch_size, device="cpu")
+            assert tiled.shape == (model.config.classes, *shape)
+            assert np.abs(tiled - reference).max() <= TOLERANCE, (tile, batch_size)
+
+
+def test_tiled_equals_untiled_at_full_width(config_name):
+    model = random_model(model_config(config_name))
+    image = _image(model, 41, 45)
+    tiled = predict_image(model, image, tile=model.geometry.min_tile, batch_size=4, device="cpu")
+    assert np.abs(tiled - predict_untiled(model, image)).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_and_three_channel_inputs(channels):
+    model = random_model(model_config("unet-bn", base=4, in_channels=channels))
+    image = _image(model, 70, 33)
+    tiled = predict_image(model, image, tile=model.geometry.min_tile, batch_size=2, device="cpu")
+    assert np.abs(tiled - predict_untiled(model, image)).max() <= TOLERANCE
+
+
+def test_one_pixel_wide_images_are_predicted():
+    model = random_model(model_config("unet-paper", base=4))
+    image = _image(model, 1, 40)
+    assert np.abs(predict_image(model, image, device="cpu") - predict_untiled(model, image)).max() <= TOLERANCE
+
+
+def test_the_check_can_fail_tiles_off_the_pooling_grid_leave_seams(monkeypatch):
+    """Shift every tile one pixel off the pooling grid (crop adjusted): no longer exact."""
+    import pipeline.predict as predict
+
+    model = random_model(model_config("unet-bn", base=4))
+    image = _image(model, 120, 120)
+    original = predict.plan_tiles
+
+    def shifted(axis):
+        return tuple(type(t)(t.input_start + 1, t.input_stop + 1, t.output_start, t.output_stop) for t in axis)
+
+    def misaligned(*args, **kwargs) -> TileGrid:
+        grid = original(*args, **kwargs)
+        return TileGrid(grid.height, grid.width, grid.tile_shape, grid.crop - 1, shifted(grid.rows), shifted(grid.cols))
+
+    monkeypatch.setattr(predict, "plan_tiles", misaligned)
+    tiled = predict_image(model, image, tile=model.geometry.min_tile, device="cpu")
+    assert np.abs(tiled - predict_untiled(model, image)).max() > TOLERANCE
+
+
+def test_a_channel_mismatch_is_a_clear_error():
+    model = random_model(model_config("unet-small", base=4))
+    with pytest.raises(GeometryError, match="in_channels=1"):
+        predict_image(model, np.zeros((3, 20, 20), np.float32), device="cpu")
