@@ -71,5 +71,89 @@ def model_info(source: str) -> None:
     click.echo(describe_model(load_model_source(source)))
 
 
+JOB = click.argument("job_path", metavar="JOB.yaml", type=click.Path(dir_okay=False))
+
+
+@main.command()
+@JOB
+@click.option(
+    "--address", help="Ray cluster: auto, or ray://head:10001 (default: the job's resources.address, else local Ray)."
+)
+@click.option("--dry-run", is_flag=True, help="Plan and print what would run; start nothing, write nothing.")
+@click.option("--overwrite", is_flag=True, help="Replace masks written by a different job (model or settings changed).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@reports_errors
+def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, quiet: bool) -> None:
+    """Run the job JOB.yaml: plan, predict, write masks, record progress.
+
+    Resumes where a killed run stopped; a rerun processes only new or changed
+    images.  Exit status: 0 complete, 3 partial (see the quarantined units),
+    2 invalid job, 4 another run holds the lock.
+    """
+    from pipeline.report import print_report, write_report_json
+    from pipeline.run import submit as run_job
+    from pipeline.spec import JobSpec
+
+    spec = JobSpec.load(job_path)
+    if address:
+        spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"address": address})})
+    from pipeline.progress import unit_progress
+
+    with unit_progress(enabled=not quiet and not dry_run) as hook:
+        report = run_job(spec, overwrite=overwrite, dry_run=dry_run, progress=hook)
+    print_report(report)
+    if not dry_run:
+        write_report_json(spec.output.path, report)
+    sys.exit(ExitCode.PARTIAL if report.status == "partial" else ExitCode.OK)
+
+
+@main.command()
+@JOB
+@reports_errors
+def plan(job_path: str) -> None:
+    """Show what `submit` would run: images, planes, units and megapixels pending."""
+    from pipeline.report import print_report
+    from pipeline.run import submit as run_job
+    from pipeline.spec import JobSpec
+
+    print_report(run_job(JobSpec.load(job_path), dry_run=True))
+
+
+@main.command()
+@JOB
+@reports_errors
+def status(job_path: str) -> None:
+    """Done / pending / failed units of the job, and its last run."""
+    from pipeline.report import job_status
+    from pipeline.spec import JobSpec
+
+    click.echo(job_status(JobSpec.load(job_path)))
+
+
+@main.command()
+@click.argument("spec_path", metavar="TRAIN.yaml", type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True, help="Continue from last.pt in the output folder (after a kill).")
+@reports_errors
+def train(spec_path: str, resume: bool) -> None:
+    """Train a U-Net with the paper's recipe (weighted loss, elastic deformation).
+
+    Writes last.pt, best.safetensors and metrics.csv/jsonl into the spec's output
+    folder.  See jobs/train-isbi2012.yaml for every field.
+    """
+    from pipeline.progress import training_progress
+    from pipeline.train.loop import train as run_training
+    from pipeline.train.spec import TrainSpec
+
+    spec = TrainSpec.load(spec_path)
+    with training_progress(spec.train.steps) as hook:
+        rows = run_training(spec, resume=resume, progress=hook)
+    for row in rows:
+        click.echo(
+            f"step {row.step}: pixel error {row.pixel_error:.4f}, Rand error {row.rand_error:.4f}, "
+            f"IoU(fg) {row.iou_foreground:.4f}"
+        )
+    click.echo(f"checkpoints and metrics in {spec.output}")
+
+
 if __name__ == "__main__":
     main()

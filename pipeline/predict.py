@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
 
 from pipeline.errors import ConfigError, GeometryError
 from pipeline.model.unet import UNet
-from pipeline.tiling import Tile, TileGrid, extended_length, plan_tiles, reflect_indices
+from pipeline.tiling import TileGrid, extended_length, plan_tiles, reflect_indices
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -90,10 +90,13 @@ def grid_window(grid: TileGrid) -> tuple[slice, slice]:
     )
 
 
-def _batches(tiles: Iterable[Tile], size: int) -> Iterator[list[Tile]]:
-    batch: list[Tile] = []
-    for tile in tiles:
-        batch.append(tile)
+T = TypeVar("T")
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
@@ -101,28 +104,40 @@ def _batches(tiles: Iterable[Tile], size: int) -> Iterator[list[Tile]]:
         yield batch
 
 
-def predict_tiles(predictor: Predictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:
-    """Stitch the outputs of every tile of `grid` into (classes, H, W) float32.
+def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]], batch_size: int) -> list[np.ndarray]:
+    """Stitch the tiles of several (grid, window) pairs; tiles of all windows share batches.
 
-    `window` holds the mirror-extended image over `grid_window(grid)`.
+    Each window holds the mirror-extended image over `grid_window(grid)`; each
+    result is (classes, H, W) float32 for its grid.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    rows, cols = grid_window(grid)
-    expected = (rows.stop - rows.start, cols.stop - cols.start)
-    if window.shape[1:] != expected:
-        raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
-    out = np.empty((predictor.model.config.classes, grid.height, grid.width), dtype=np.float32)
-    for batch in _batches(grid, batch_size):
-        inputs = np.stack(
-            [window[:, _shift(t.input_window[0], rows.start), _shift(t.input_window[1], cols.start)] for t in batch]
-        )
-        outputs = predictor(inputs)
-        for tile, result in zip(batch, outputs, strict=True):
+    outs = []
+    for grid, window in jobs:
+        rows, cols = grid_window(grid)
+        expected = (rows.stop - rows.start, cols.stop - cols.start)
+        if window.shape[1:] != expected:
+            raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
+        outs.append(np.empty((predictor.model.config.classes, grid.height, grid.width), dtype=np.float32))
+    tiles = ((i, tile) for i, (grid, _) in enumerate(jobs) for tile in grid)
+    for batch in _batches(tiles, batch_size):
+        inputs = []
+        for i, tile in batch:
+            grid, window = jobs[i]
+            rows, cols = grid_window(grid)
+            inputs.append(window[:, _shift(tile.input_window[0], rows.start), _shift(tile.input_window[1], cols.start)])
+        results = predictor(np.stack(inputs))
+        for (i, tile), result in zip(batch, results, strict=True):
+            crop = jobs[i][0].crop
             oy, ox = tile.output_window
             h, w = oy.stop - oy.start, ox.stop - ox.start
-            out[:, oy, ox] = result[:, grid.crop : grid.crop + h, grid.crop : grid.crop + w]
-    return out
+            outs[i][:, oy, ox] = result[:, crop : crop + h, crop : crop + w]
+    return outs
+
+
+def predict_tiles(predictor: Predictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:
+    """Stitch the outputs of every tile of `grid` into (classes, H, W) float32."""
+    return predict_windows(predictor, [(grid, window)], batch_size)[0]
 
 
 def _shift(s: slice, origin: int) -> slice:

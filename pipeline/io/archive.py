@@ -1,0 +1,173 @@
+"""An archive: a store, file, folder, glob or URL holding many images, each with a stable key.
+
+Enumerating keys never opens image contents, so one bad image cannot stop the
+listing; `open` raises InputError for that image alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import fsspec
+import zarr
+
+from pipeline.errors import InputError
+from pipeline.io.formats import (
+    SLICE_SUFFIXES,
+    TIFF_SUFFIXES,
+    ome_multiscale,
+    open_slices,
+    open_tiff,
+    open_zarr_image,
+    open_zarr_node,
+)
+from pipeline.io.image import LazyImage
+
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+_KEY_CHARS = re.compile(r"^[A-Za-z0-9._\-/ ]+$")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort '2.png' before '10.png'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def check_key(key: str, source: str) -> str:
+    """A key is a relative path of plain characters: no '..', not absolute, valid UTF-8."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{source}: image name is not valid UTF-8: {key.encode('utf-8', 'replace')!r}") from None
+    parts = key.split("/")
+    if key.startswith("/") or ".." in parts or not _KEY_CHARS.match(key):
+        raise InputError(f"{source}: image key {key!r} is not a plain relative name (letters, digits, . _ - / only)")
+    return key
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image of the archive: where it is and how to open it."""
+
+    key: str
+    kind: str  # "zarr" | "tiff" | "slices"
+    paths: tuple[str, ...]
+    zarr_path: str = ""
+
+
+class Archive:
+    def __init__(self, url: str, axes: str | None = None, stack: bool = False) -> None:
+        self.url, self.axes, self.stack = url, axes, stack
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except Exception as exc:
+            raise InputError(f"{url}: cannot open: {type(exc).__name__}: {exc}") from None
+        self.is_glob = any(ch in url for ch in "*?[")
+
+    # -- enumeration ------------------------------------------------------------------
+
+    @cached_property
+    def entries(self) -> dict[str, Entry]:
+        entries = {e.key: e for e in self._scan()}
+        if not entries:
+            raise InputError(f"{self.url}: no images found (expected Zarr stores, TIFF files or 2-D slices)")
+        return entries
+
+    def image_keys(self) -> list[str]:
+        return sorted(self.entries, key=natural_key)
+
+    def _is_zarr(self, path: str) -> bool:
+        return any(self.fs.exists(f"{path}/{marker}") for marker in ZARR_MARKERS)
+
+    def _scan(self) -> Iterator[Entry]:
+        if self.is_glob:
+            base = self.root.split("*")[0].rsplit("/", 1)[0]
+            paths = sorted(self.fs.glob(self.root), key=natural_key)
+            yield from self._entries_for(paths, base)
+            return
+        if not self.fs.exists(self.root):
+            raise InputError(f"{self.url}: no such file or directory")
+        if self.fs.isdir(self.root):
+            if self._is_zarr(self.root):
+                yield from self._zarr_entries(self.root, self._name(self.root))
+            else:
+                paths = sorted((p for p in self.fs.ls(self.root, detail=False)), key=natural_key)
+                yield from self._entries_for(paths, self.root)
+        else:
+            yield from self._entries_for([self.root], self.root.rsplit("/", 1)[0])
+
+    @staticmethod
+    def _name(path: str) -> str:
+        return path.rstrip("/").rsplit("/", 1)[-1]
+
+    def _key(self, path: str, base: str) -> str:
+        rel = path[len(base) :].lstrip("/") if path.startswith(base) else self._name(path)
+        for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *TIFF_SUFFIXES, *SLICE_SUFFIXES, ".zarr"):
+            if rel.lower().endswith(suffix):
+                return rel[: -len(suffix)]
+        return rel
+
+    def _entries_for(self, paths: list[str], base: str) -> Iterator[Entry]:
+        slices: list[str] = []
+        for path in paths:
+            name = self._name(path).lower()
+            if name.startswith("."):
+                continue
+            if self.fs.isdir(path):
+                if self._is_zarr(path):
+                    yield from self._zarr_entries(path, self._key(path, base))
+            elif self.stack and name.endswith(SLICE_SUFFIXES):
+                slices.append(path)
+            elif name.endswith(TIFF_SUFFIXES):
+                yield Entry(self._key(path, base), "tiff", (path,))
+            elif name.endswith(SLICE_SUFFIXES):
+                yield Entry(self._key(path, base), "slices", (path,))
+        if slices:
+            yield Entry(self._name(base) or "stack", "slices", tuple(slices))
+
+    def _zarr_entries(self, path: str, key: str) -> Iterator[Entry]:
+        """One entry per image in a Zarr store: an array, an OME-Zarr image, or each child of a plain group."""
+        try:
+            node = open_zarr_node(self._zarr_store(path), "", path)
+        except InputError:
+            yield Entry(key, "zarr", (path,))  # opening it again reports the problem for this image alone
+            return
+        if isinstance(node, zarr.Array) or ome_multiscale(node) is not None:
+            yield Entry(key, "zarr", (path,))
+            return
+        for name in sorted(node.group_keys(), key=natural_key):
+            child = node[name]
+            if ome_multiscale(child) is not None:
+                yield Entry(f"{key}/{name}", "zarr", (path,), name)
+        for name in sorted(node.array_keys(), key=natural_key):
+            yield Entry(f"{key}/{name}", "zarr", (path,), name)
+
+    def _zarr_store(self, path: str) -> Any:
+        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
+            return zarr.storage.LocalStore(path, read_only=True)
+        return zarr.storage.FsspecStore.from_url(self.fs.unstrip_protocol(path), read_only=True)
+
+    # -- opening ----------------------------------------------------------------------
+
+    def open(self, key: str) -> LazyImage:
+        """The image `key`, or an InputError naming its file and what is wrong."""
+        entry = self.entries.get(key)
+        if entry is None:
+            raise InputError(f"{self.url}: no image with key {key!r}")
+        source = entry.paths[0] if len(entry.paths) == 1 else f"{self._name(entry.paths[0])}..{entry.paths[-1]}"
+        check_key(key, source)
+        if entry.kind == "zarr":
+            node = open_zarr_node(self._zarr_store(entry.paths[0]), entry.zarr_path, source)
+            opened = open_zarr_image(node, f"{source}/{entry.zarr_path}".rstrip("/"), self.axes)
+        elif entry.kind == "tiff":
+            opened = open_tiff(self.fs, entry.paths[0], source, self.axes)
+        else:
+            opened = open_slices(self.fs, list(entry.paths), source, self.axes)
+        return LazyImage(key, opened.array, opened.axes, source, opened.scale, opened.fingerprint)
+
+
+def open_archive(url: str, axes: str | None = None, stack: bool = False) -> Archive:
+    return Archive(url, axes, stack)

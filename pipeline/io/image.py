@@ -1,0 +1,119 @@
+"""`LazyImage`: one image of an archive, read plane by plane and block by block.
+
+Every source (Zarr, TIFF, a stack of slices) becomes an array-like with
+`shape`, `dtype` and numpy-style `__getitem__`, plus its axes.  A LazyImage
+maps those axes onto planes (every t, z), channels (c) and the 2-D plane (y, x)
+the U-Net sees, and reads mirrored windows without touching the rest of the image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.tiling import reflect_indices, source_span
+
+AXES = "tczyx"
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+
+
+class ArrayLike(Protocol):
+    shape: tuple[int, ...]
+    dtype: Any
+
+    def __getitem__(self, key: Any) -> Any: ...
+
+
+def check_axes(axes: str, ndim: int, source: str) -> str:
+    """Lower-case axes, each of t c z y x at most once, y and x present, one per dimension."""
+    axes = axes.lower()
+    if len(axes) != ndim:
+        raise InputError(f"{source}: axes {axes!r} name {len(axes)} dimensions but the array has {ndim}")
+    unknown = set(axes) - set(AXES)
+    if unknown or len(set(axes)) != len(axes) or not {"y", "x"} <= set(axes):
+        raise InputError(f"{source}: axes {axes!r} must use each of t, c, z, y, x at most once and include y and x")
+    return axes
+
+
+@dataclass
+class LazyImage:
+    key: str
+    array: ArrayLike
+    axes: str
+    source: str
+    scale: dict[str, float] = field(default_factory=dict)
+    fingerprint: str = ""
+    # Called before reads that trust the bytes (e.g. TIFF truncation checks); raises InputError.
+    verify: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.axes = check_axes(self.axes, len(self.array.shape), self.source)
+        dtype = np.dtype(self.array.dtype)
+        if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
+            raise InputError(f"{self.source}: unsupported dtype {dtype}; expected one of uint8, uint16, int16, float32")
+        if 0 in self.array.shape:
+            raise InputError(f"{self.source}: empty image of shape {tuple(self.array.shape)}")
+
+    def size(self, axis: str) -> int:
+        return int(self.array.shape[self.axes.index(axis)]) if axis in self.axes else 1
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return self.size("y"), self.size("x")
+
+    @property
+    def channels(self) -> int:
+        return self.size("c")
+
+    @property
+    def plane_axes(self) -> str:
+        """The axes that index planes, in OME order (t before z)."""
+        return "".join(a for a in "tz" if a in self.axes)
+
+    @property
+    def n_planes(self) -> int:
+        return math.prod(self.size(a) for a in self.plane_axes)
+
+    def plane_coords(self, plane: int) -> dict[str, int]:
+        """{t: i, z: j} of plane number `plane` (row-major over t then z)."""
+        sizes = [self.size(a) for a in self.plane_axes]
+        coords = np.unravel_index(plane, sizes) if sizes else ()
+        return {a: int(i) for a, i in zip(self.plane_axes, coords, strict=True)}
+
+    def read(self, plane: int, rows: slice, cols: slice) -> np.ndarray:
+        """Raw pixels (C, h, w) of an in-bounds region of one plane, in the source dtype."""
+        coords = self.plane_coords(plane)
+        key = tuple(coords.get(a, rows if a == "y" else cols if a == "x" else slice(None)) for a in self.axes)
+        try:
+            block = np.asarray(self.array[key])
+        except InputError:
+            raise
+        except Exception as exc:  # any reader failure becomes an error naming the file and block
+            raise InputError(
+                f"{self.source}: cannot read plane {plane} rows {rows.start}:{rows.stop} "
+                f"cols {cols.start}:{cols.stop}: {type(exc).__name__}: {exc}"
+            ) from None
+        remaining = [a for a in self.axes if a in "cyx"]
+        return block.transpose([remaining.index(a) for a in "cyx" if a in remaining]).reshape(
+            self.channels, rows.stop - rows.start, cols.stop - cols.start
+        )
+
+    def read_window(self, plane: int, rows: slice, cols: slice) -> np.ndarray:
+        """(C, h, w) of the mirror-extended plane: reads only the span the mirror needs."""
+        height, width = self.plane_shape
+        ry, rx = source_span(rows.start, rows.stop, height), source_span(cols.start, cols.stop, width)
+        block = self.read(plane, slice(*ry), slice(*rx))
+        if (ry, rx) == ((rows.start, rows.stop), (cols.start, cols.stop)):
+            return block
+        iy = reflect_indices(rows.start, rows.stop, height) - ry[0]
+        ix = reflect_indices(cols.start, cols.stop, width) - rx[0]
+        return block[:, iy[:, None], ix]

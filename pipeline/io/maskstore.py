@@ -1,0 +1,199 @@
+"""The OME-Zarr mask store: NGFF 0.4 on Zarr v2, one image-label per input image.
+
+    <output>/labels/<name>/0, 1, 2 ...   output.kind labels | mask (uint8)
+    <output>/probabilities/<name>/0 ...  output.kind probabilities (float32/16, c axis)
+
+NGFF 0.4 on Zarr v2 because that is what napari-ome-zarr, ome-zarr-py, Fiji
+(MoBIE/n5-viewer) and neuroglancer all open today; 0.5 (Zarr v3) readers are
+not yet everywhere.  Chunks are Blosc-zstd compressed and equal to the work
+blocks, so one unit writes whole chunks (never a read-modify-write), and each
+chunk write is atomic (LocalStore: temp file + rename; object stores: one PUT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numcodecs
+import numpy as np
+import zarr
+
+from pipeline.errors import OutputError
+from pipeline.io.archive import natural_key
+from pipeline.io.image import LazyImage
+
+COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+NGFF_VERSION = "0.4"
+SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def label_name(key: str) -> str:
+    return key.replace("/", "__")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Shape, chunks, dtype and axes of one image's output level 0."""
+
+    axes: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def for_image(
+        cls, image: LazyImage, kind: str, classes: int, chunks: tuple[int, int], probability_dtype: str
+    ) -> OutputLayout:
+        plane_axes = image.plane_axes
+        sizes = [image.size(a) for a in plane_axes]
+        height, width = image.plane_shape
+        if kind == "probabilities":
+            axes = "".join(a for a in "tczyx" if a in plane_axes or a in "cyx")
+            shape = tuple(
+                classes if a == "c" else image.size(a) if a in "tz" else height if a == "y" else width for a in axes
+            )
+            chunk = tuple(
+                classes if a == "c" else 1 if a in "tz" else chunks[0] if a == "y" else chunks[1] for a in axes
+            )
+            return cls(axes, shape, chunk, probability_dtype)
+        return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), "uint8")
+
+
+class MaskStore:
+    """Create per-image outputs, write blocks, build pyramids; only the driver creates."""
+
+    def __init__(self, url: str, kind: str) -> None:
+        self.url, self.kind = url, kind
+        self.group_name = "probabilities" if kind == "probabilities" else "labels"
+
+    def _store(self, read_only: bool = False) -> Any:
+        if "://" in self.url and not self.url.startswith("file://"):
+            return zarr.storage.FsspecStore.from_url(self.url, read_only=read_only)
+        return zarr.storage.LocalStore(self.url.removeprefix("file://"), read_only=read_only)
+
+    def root(self) -> zarr.Group:
+        try:
+            return zarr.open_group(self._store(), mode="a", zarr_format=2)
+        except Exception as exc:
+            raise OutputError(f"{self.url}: cannot open the mask store: {type(exc).__name__}: {exc}") from None
+
+    def create_image(self, key: str, layout: OutputLayout, scale: dict[str, float], provenance: dict[str, Any]) -> None:
+        """(Re)create the level-0 array of `key`, empty, with its OME metadata."""
+        root = self.root()
+        group = root.require_group(self.group_name)
+        name = label_name(key)
+        image = group.create_group(name, overwrite=True)
+        image.create_array(
+            "0",
+            shape=layout.shape,
+            chunks=layout.chunks,
+            dtype=layout.dtype,
+            compressors=COMPRESSOR,
+            fill_value=0,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            overwrite=True,
+        )
+        image.attrs.update(self._image_attrs(key, layout, scale, levels=1, provenance=provenance))
+        if self.kind != "probabilities":
+            listed: list[str] = list(group.attrs.get("labels", []))  # type: ignore[arg-type]
+            names = sorted(set(listed) | {name}, key=natural_key)
+            group.attrs["labels"] = names
+
+    def _image_attrs(
+        self, key: str, layout: OutputLayout, scale: dict[str, float], levels: int, provenance: dict[str, Any]
+    ) -> dict[str, Any]:
+        axes = [{"name": a, "type": SPACE_AXES[a]} for a in layout.axes]
+        datasets = []
+        for level in range(levels):
+            factor = [2**level if a in "yx" else 1 for a in layout.axes]
+            base = [scale.get(a, 1.0) for a in layout.axes]
+            datasets.append(
+                {
+                    "path": str(level),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [b * f for b, f in zip(base, factor, strict=True)]}
+                    ],
+                }
+            )
+        attrs: dict[str, Any] = {
+            "multiscales": [{"version": NGFF_VERSION, "name": key, "axes": axes, "datasets": datasets}],
+            "segment-archive": provenance,
+        }
+        if self.kind != "probabilities":
+            attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+        return attrs
+
+    def level0(self, key: str, mode: str = "r+") -> zarr.Array:
+        try:
+            return zarr.open_array(
+                self._store(), path=f"{self.group_name}/{label_name(key)}/0", mode=mode, zarr_format=2
+            )
+        except Exception as exc:
+            raise OutputError(f"{self.url}: output of {key!r} is missing or unreadable: {exc}") from None
+
+    def image_attrs(self, key: str) -> dict[str, Any] | None:
+        try:
+            group = zarr.open_group(self._store(), path=f"{self.group_name}/{label_name(key)}", mode="r", zarr_format=2)
+        except Exception:
+            return None
+        return dict(group.attrs)
+
+    def write_block(
+        self, key: str, plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice, block: np.ndarray
+    ) -> None:
+        """Write one unit's block: (H, W) labels or (classes, H, W) probabilities."""
+        index = tuple(
+            plane_coords.get(a, slice(None)) if a in "tzc" else rows if a == "y" else cols for a in layout_axes
+        )
+        self.level0(key)[index] = block
+
+    def build_pyramid(self, key: str, levels: int) -> int:
+        """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities), block-wise with dask."""
+        import dask.array as da
+
+        group = zarr.open_group(self._store(), path=f"{self.group_name}/{label_name(key)}", mode="r+", zarr_format=2)
+        source: Any = group["0"]
+        attrs: dict[str, Any] = dict(group.attrs)
+        axes = [a["name"] for a in attrs["multiscales"][0]["axes"]]
+        chunks = source.chunks
+        built = 0
+        current: Any = da.from_zarr(source)
+        for level in range(1, levels + 1):
+            if min(current.shape[-2:]) < 2:
+                break
+            if self.kind == "probabilities":
+                h, w = (current.shape[-2] // 2) * 2, (current.shape[-1] // 2) * 2
+                trimmed = current[..., :h, :w]
+                down = da.coarsen(np.mean, trimmed, {trimmed.ndim - 2: 2, trimmed.ndim - 1: 2}).astype(source.dtype)
+            else:
+                down = current[..., ::2, ::2]  # nearest: labels keep their values
+            target: Any = group.create_array(
+                str(level),
+                shape=down.shape,
+                chunks=tuple(min(c, s) for c, s in zip(chunks, down.shape, strict=True)),
+                dtype=source.dtype,
+                compressors=COMPRESSOR,
+                fill_value=0,
+                chunk_key_encoding={"name": "v2", "separator": "/"},
+                overwrite=True,
+            )
+            da.store(down.rechunk(target.chunks), target, lock=False)
+            current = da.from_zarr(target)
+            built = level
+        scale = {
+            a: s
+            for a, s in zip(
+                axes, attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True
+            )
+        }
+        layout_axes = "".join(axes)
+        new = self._image_attrs(
+            key,
+            OutputLayout(layout_axes, source.shape, chunks, str(source.dtype)),
+            scale,
+            built + 1,
+            attrs.get("segment-archive", {}),
+        )
+        group.attrs.update(new)
+        return built

@@ -1,0 +1,145 @@
+"""From a job and its manifest to the units still to do, image by image.
+
+Opens each image once (shape, channels, fingerprint, normalisation), decides
+skip / resume / redo, and creates the image's output when it is new or its
+input changed.  Units are then generated lazily per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import InputError
+from pipeline.io.archive import Archive
+from pipeline.io.maskstore import MaskStore, OutputLayout
+from pipeline.io.normalize import affine_for
+from pipeline.manifest import Manifest
+from pipeline.model.unet import UNet
+from pipeline.plan import WorkUnit, image_units, units_per_image
+from pipeline.spec import JobSpec
+
+
+@dataclass
+class ImagePlan:
+    key: str
+    source: str
+    input: str  # input fingerprint
+    n_planes: int
+    shape: tuple[int, int]
+    out_axes: str
+    scale: float
+    offset: float
+    total: int
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def pending(self) -> int:
+        return self.total - len(self.done)
+
+
+@dataclass
+class PlanSummary:
+    images: list[ImagePlan] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # complete with the same input
+    quarantined: dict[str, str] = field(default_factory=dict)  # key -> reason
+
+    @property
+    def pending_units(self) -> int:
+        return sum(p.pending for p in self.images)
+
+    @property
+    def pending_megapixels(self) -> float:
+        return sum(p.pending / max(p.total, 1) * p.n_planes * p.shape[0] * p.shape[1] / 1e6 for p in self.images)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "images_to_process": len(self.images),
+            "images_up_to_date": len(self.skipped),
+            "images_quarantined": len(self.quarantined),
+            "planes": sum(p.n_planes for p in self.images),
+            "units_pending": self.pending_units,
+            "units_total": sum(p.total for p in self.images),
+            "megapixels_pending": round(self.pending_megapixels, 3),
+        }
+
+
+def provenance(spec: JobSpec, job_fingerprint: str, model_fingerprint: str, key: str, input_fp: str) -> dict[str, Any]:
+    return {
+        "job": spec.name,
+        "job_fingerprint": job_fingerprint,
+        "model_fingerprint": model_fingerprint,
+        "inference": spec.inference.model_dump(mode="json", exclude={"batch_size", "device"}),
+        "output_kind": spec.output.kind,
+        "source_key": key,
+        "input_fingerprint": input_fp,
+        "version": __version__,
+    }
+
+
+def plan_image(
+    key: str,
+    archive: Archive,
+    spec: JobSpec,
+    model: UNet,
+    manifest: Manifest,
+    store: MaskStore | None,
+    prov: dict[str, Any],
+) -> ImagePlan | None:
+    """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image.
+
+    With a `store`, creates the image's output if it is new or its input changed.
+    """
+    image = archive.open(key)
+    if image.channels != model.config.in_channels:
+        raise InputError(
+            f"{image.source}: image has {image.channels} channel(s) (axes {image.axes!r}) but the model "
+            f"expects in_channels={model.config.in_channels}; set input.axes if the axes were misread"
+        )
+    record = manifest.image_record(key)
+    if record and record.get("state") == "complete" and record.get("input") == image.fingerprint:
+        return None
+    scale, offset = affine_for(image, spec.inference.normalize)
+    layout = OutputLayout.for_image(
+        image, spec.output.kind, model.config.classes, spec.output.chunks, spec.output.probability_dtype
+    )
+    records = manifest.unit_records(key)
+    done = {u for u, r in records.items() if r.state == "done" and r.input == image.fingerprint}
+    if store is not None:
+        attrs = store.image_attrs(key) or {}
+        if attrs.get("segment-archive", {}).get("input_fingerprint") != image.fingerprint:
+            if records or record:
+                manifest.forget_image(key)
+            done = set()
+            store.create_image(
+                key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
+            )
+    total = units_per_image(image.n_planes, image.plane_shape, spec.output.chunks)
+    return ImagePlan(
+        key, image.source, image.fingerprint, image.n_planes, image.plane_shape, layout.axes, scale, offset, total, done
+    )
+
+
+def plan_job(
+    archive: Archive, spec: JobSpec, model: UNet, manifest: Manifest, store: MaskStore | None, prov: dict[str, Any]
+) -> PlanSummary:
+    summary = PlanSummary()
+    for key in archive.image_keys():
+        try:
+            plan = plan_image(key, archive, spec, model, manifest, store, prov)
+        except InputError as exc:
+            summary.quarantined[key] = str(exc)
+            continue
+        if plan is None:
+            summary.skipped.append(key)
+        elif plan.pending or store is not None:
+            summary.images.append(plan)
+    return summary
+
+
+def pending_units(plan: ImagePlan, chunks: tuple[int, int]) -> Iterator[WorkUnit]:
+    for unit in image_units(plan.key, plan.n_planes, plan.shape, chunks):
+        if unit.id not in plan.done:
+            yield unit

@@ -1,0 +1,77 @@
+"""Run reports: the summary printed at the end, the JSON next to the output, `status`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fsspec
+
+from pipeline.manifest import Manifest
+from pipeline.run import RunReport
+from pipeline.spec import JobSpec
+
+REPORT_NAME = "run-report.json"
+MAX_LISTED = 20
+
+
+def print_report(report: RunReport) -> None:
+    from rich.console import Console
+
+    console = Console()
+    d = report.as_dict()
+    plan = d["plan"]
+    console.print(f"[bold]{report.job}[/bold] ({report.status})  run {report.run_id}")
+    console.print(
+        f"  plan: {plan['images_to_process']} image(s) to process, {plan['images_up_to_date']} up to date, "
+        f"{plan['images_quarantined']} quarantined; {plan['units_pending']} unit(s) pending, "
+        f"{plan['megapixels_pending']} Mpx"
+    )
+    if not report.dry_run:
+        console.print(
+            f"  done: {report.units_done} unit(s), {len(report.images_completed)} image(s) completed, "
+            f"{report.megapixels:.2f} Mpx in {report.seconds:.1f} s ({d['megapixels_per_second']} Mpx/s)"
+        )
+    for label, items in (("image", report.images_quarantined), ("unit", report.units_quarantined)):
+        for i, (what, why) in enumerate(sorted(items.items())):
+            if i == MAX_LISTED:
+                console.print(f"  ... and {len(items) - MAX_LISTED} more quarantined {label}s (see the JSON report)")
+                break
+            console.print(f"  [red]quarantined {label}[/red] {what}: {why}", markup=True, highlight=False)
+
+
+def write_report_json(output: str, report: RunReport) -> str:
+    path = output.rstrip("/") + "/" + REPORT_NAME
+    with fsspec.open(path, "w") as f:
+        json.dump(report.as_dict(), f, indent=2, sort_keys=True)
+    return path
+
+
+def job_status(spec: JobSpec) -> str:
+    manifest = Manifest(spec.output.path)
+    job = manifest.job()
+    if job is None:
+        return f"{spec.name}: never run (no manifest at {spec.output.path})"
+    states: dict[str, int] = {}
+    units = {"done": 0, "failed": 0}
+    for record in manifest.image_records():
+        states[record.get("state", "?")] = states.get(record.get("state", "?"), 0) + 1
+        if record.get("state") != "complete":
+            for r in manifest.unit_records(record["key"]).values():
+                units[r.state] = units.get(r.state, 0) + 1
+        else:
+            units["done"] += int(record.get("units", 0))
+    last: dict[str, Any] = manifest.last_run_report() or {}
+    lines = [
+        f"{spec.name}: job {job['job_fingerprint'][:12]}",
+        "  images: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        if states
+        else "  images: none recorded",
+        f"  units: {units['done']} done, {units['failed']} failed (pending: run `segment-archive plan`)",
+    ]
+    if last:
+        lines.append(
+            f"  last run {last.get('run_id')}: {last.get('status')}, {last.get('units_done')} unit(s), "
+            f"{last.get('megapixels_per_second')} Mpx/s"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""`submit`: the Ray Data pipeline.  The only module of the package that imports ray.
+
+    segment-archive submit jobs/demo.yaml [--address auto|ray://host:10001]
+
+Driver: plan (manifest-aware) -> stream windows of pending units through
+read (CPU tasks) -> predict (actor pool, one model per actor, GPU or CPU) ->
+write (CPU tasks) -> commit each finished unit to the manifest -> pyramids ->
+report.  Locally (no address) Ray starts in-process; with an address the same
+code runs on a cluster.  Ray does not survive the driver's death; the manifest
+does, so a new submit resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.io.archive import open_archive
+from pipeline.io.maskstore import MaskStore
+from pipeline.manifest import Manifest, UnitRecord
+from pipeline.model.checkpoint import model_fingerprint
+from pipeline.plan import check_chunks
+from pipeline.planner import ImagePlan, PlanSummary, pending_units, plan_job, provenance
+from pipeline.runtime import load_model
+from pipeline.spec import JobSpec
+from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
+
+COMMIT_EVERY_S = 2.0
+
+
+@dataclass
+class RunReport:
+    job: str
+    run_id: str
+    job_fingerprint: str
+    plan: dict[str, Any]
+    units_done: int = 0
+    units_quarantined: dict[str, str] = field(default_factory=dict)
+    images_completed: list[str] = field(default_factory=list)
+    images_quarantined: dict[str, str] = field(default_factory=dict)
+    megapixels: float = 0.0
+    seconds: float = 0.0
+    throughput: list[tuple[float, float]] = field(default_factory=list)  # (seconds, Mpx/s)
+    dry_run: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.dry_run:
+            return "dry-run"
+        return "partial" if (self.units_quarantined or self.images_quarantined) else "complete"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["status"] = self.status
+        d["megapixels_per_second"] = round(self.megapixels / self.seconds, 3) if self.seconds else 0.0
+        return d
+
+
+ProgressHook = Callable[[int, int, float], None]  # (units finished, units total, megapixels so far)
+
+
+def stage_context(spec: JobSpec, geometry: Any) -> StageContext:
+    return StageContext(
+        input_url=spec.input.path,
+        axes=spec.input.axes,
+        stack=spec.input.stack,
+        output_url=spec.output.path,
+        kind=spec.output.kind,
+        probability_dtype=spec.output.probability_dtype,
+        threshold=spec.inference.threshold,
+        geometry=geometry,
+        tile=spec.inference.tile,
+        batch_size=spec.inference.batch_size,
+        nonfinite=spec.inference.normalize.nonfinite,
+        checkpoint=spec.model.checkpoint,
+        config=spec.model.config,
+        seed=spec.model.seed,
+        device=spec.inference.device,
+        precision=spec.inference.precision,
+        threads=max(1, int(spec.resources.cpus_per_actor)),
+    )
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private cluster
+    kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # A little over the core count, so reader and writer tasks run beside busy actors.
+        ray.init(num_cpus=(os.cpu_count() or 1) + 2, **kwargs)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int], window: int) -> Iterator[list[dict[str, Any]]]:
+    """Pending units as Ray rows, `window` at a time (bounded driver memory)."""
+    batch: list[dict[str, Any]] = []
+    for plan in plans:
+        for unit in pending_units(plan, chunks):
+            row = unit.to_dict()
+            row.update(scale=plan.scale, offset=plan.offset, input=plan.input, out_axes=plan.out_axes, error="")
+            batch.append(row)
+            if len(batch) == window:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> Iterator[dict[str, Any]]:
+    """Stream one window of units through read -> predict -> write; yield finished rows."""
+    import ray
+
+    r = spec.resources
+    ds: Any = ray.data.from_items(rows, override_num_blocks=min(len(rows), max(8, 4 * r.actors)))
+    # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
+    # model must not wait on decoding).  Ray Data fuses stages whose resource requests
+    # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
+    reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.cpus_per_actor else r.cpus_per_reader * 0.999
+    ds = ds.map(read_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
+    ds = ds.map_batches(
+        PredictStage,
+        fn_constructor_kwargs={"ctx": ctx},
+        batch_size=max(1, spec.inference.batch_size),
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=r.actors),
+        num_gpus=r.gpus_per_actor,
+        num_cpus=r.cpus_per_actor,
+        zero_copy_batch=True,
+    )
+    ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
+    yield from ds.select_columns(["key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error"]).iter_rows()
+
+
+class Committer:
+    """Buffers finished units per image and commits them to the manifest in whole files."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.buffer: dict[str, list[UnitRecord]] = defaultdict(list)
+        self.last = time.monotonic()
+
+    def add(self, key: str, record: UnitRecord) -> None:
+        self.buffer[key].append(record)
+        if time.monotonic() - self.last > COMMIT_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        for key, records in self.buffer.items():
+            self.manifest.commit_units(key, records)
+        self.buffer.clear()
+        self.manifest.heartbeat()
+        self.last = time.monotonic()
+
+
+def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:
+    model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
+    check_chunks(spec.output.chunks, model.geometry)
+    model_fp = model_fingerprint(model)
+    job_fp = spec.fingerprint(model_fp)
+    manifest = Manifest(spec.output.path)
+    existing = manifest.job()
+    if existing and existing.get("job_fingerprint") != job_fp and not overwrite:
+        raise ConfigError(
+            f"{spec.output.path}: holds masks of a different job (model or inference settings changed: "
+            f"fingerprint {existing.get('job_fingerprint', '?')[:12]} vs {job_fp[:12]}); "
+            "use --overwrite to replace them, or write to another output.path"
+        )
+    store = MaskStore(spec.output.path, spec.output.kind) if create else None
+    return model, model_fp, job_fp, manifest, store
+
+
+def submit(
+    spec: JobSpec, overwrite: bool = False, dry_run: bool = False, progress: ProgressHook | None = None
+) -> RunReport:
+    """Run (or resume, or top up) the job; returns the run report (also written to the manifest)."""
+    started = time.perf_counter()
+    model, model_fp, job_fp, manifest, store = prepare(spec, overwrite, create=not dry_run)
+    archive = open_archive(spec.input.path, spec.input.axes, spec.input.stack)
+    prov = provenance(spec, job_fp, model_fp, "", "")
+    if dry_run:
+        summary = plan_job(archive, spec, model, manifest, None, prov)
+        return RunReport(
+            spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=summary.quarantined, dry_run=True
+        )
+    assert store is not None
+    with manifest.lock():
+        existing = manifest.job()
+        if existing and existing.get("job_fingerprint") != job_fp:
+            manifest.reset()
+        manifest.set_job(
+            {
+                "name": spec.name,
+                "job_fingerprint": job_fp,
+                "model_fingerprint": model_fp,
+                "spec": spec.model_dump(mode="json"),
+            }
+        )
+        summary = plan_job(archive, spec, model, manifest, store, prov)
+        for key, reason in summary.quarantined.items():
+            manifest.set_image_record(key, {"key": key, "state": "quarantined", "error": reason})
+        report = RunReport(
+            spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=dict(summary.quarantined)
+        )
+        execute(spec, model, summary, manifest, store, report, progress)
+        report.seconds = time.perf_counter() - started
+        manifest.write_run_report(report.as_dict())
+    return report
+
+
+def execute(
+    spec: JobSpec,
+    model: Any,
+    summary: PlanSummary,
+    manifest: Manifest,
+    store: MaskStore,
+    report: RunReport,
+    progress: ProgressHook | None,
+) -> None:
+    ctx = stage_context(spec, model.geometry)
+    plans = {p.key: p for p in summary.images}
+    remaining = {p.key: p.pending for p in summary.images}
+    attempts: dict[tuple[str, str], int] = defaultdict(int)
+    committer = Committer(manifest)
+    total = summary.pending_units
+    finished = 0
+    t0 = time.perf_counter()
+    if total:
+        init_ray(spec.resources.address)
+    for window in unit_rows(summary.images, spec.output.chunks, spec.resources.window):
+        todo = window
+        while todo:
+            retry = []
+            for row in run_window(todo, ctx, spec):
+                key, uid = row["key"], f"{row['plane']}/{row['row']}/{row['col']}"
+                attempts[(key, uid)] += 1
+                if row["error"] and attempts[(key, uid)] <= spec.resources.retries:
+                    retry.append(
+                        next(
+                            r
+                            for r in todo
+                            if r["key"] == key
+                            and (r["plane"], r["row"], r["col"]) == (row["plane"], row["row"], row["col"])
+                        )
+                    )
+                    continue
+                state = "failed" if row["error"] else "done"
+                committer.add(key, UnitRecord(uid, state, attempts.pop((key, uid)), row["input"], row["error"]))
+                finished += 1
+                if state == "failed":
+                    report.units_quarantined[f"{key}:{uid}"] = row["error"]
+                else:
+                    report.units_done += 1
+                    report.megapixels += (row["y1"] - row["y0"]) * (row["x1"] - row["x0"]) / 1e6
+                remaining[key] -= 1
+                if remaining[key] == 0:
+                    committer.flush()
+                    finish_image(plans[key], spec, manifest, store, report)
+                if progress:
+                    progress(finished, total, report.megapixels)
+            todo = retry
+        elapsed = time.perf_counter() - t0
+        report.throughput.append((round(elapsed, 2), round(report.megapixels / elapsed, 4) if elapsed else 0.0))
+    committer.flush()
+    for key, left in remaining.items():
+        if left == 0 and key not in report.images_completed and plans[key].total == len(plans[key].done):
+            finish_image(plans[key], spec, manifest, store, report)
+
+
+def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport) -> None:
+    """All units of the image were attempted: build its pyramid and record it (complete or not)."""
+    failed = [u for u in report.units_quarantined if u.startswith(f"{plan.key}:")]
+    if failed:
+        manifest.set_image_record(
+            plan.key, {"key": plan.key, "input": plan.input, "state": "partial", "failed": len(failed)}
+        )
+        return
+    store.build_pyramid(plan.key, spec.output.pyramid_levels)
+    manifest.set_image_record(
+        plan.key, {"key": plan.key, "input": plan.input, "state": "complete", "units": plan.total}
+    )
+    report.images_completed.append(plan.key)

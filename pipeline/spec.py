@@ -1,0 +1,137 @@
+"""The job YAML as typed, validated settings: `JobSpec.load("job.yaml")`.
+
+Validated once at the edge (unknown keys, wrong types, missing files, all
+reported with `file:line` and the field), then trusted everywhere else.
+Relative paths are relative to the YAML file.  Credentials never live here:
+object stores take them from the environment (AWS_*, GOOGLE_*).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.io.normalize import NormalizeSettings
+from pipeline.settings import Settings
+from pipeline.yamlfile import YamlDocument, read_yaml
+
+
+class InputSpec(Settings):
+    path: str = Field(description="store, file, folder, glob or URL (s3://, gs://, file://)")
+    axes: str | None = Field(None, description="axes of every image, e.g. zyx or tczyx; inferred if absent")
+    stack: bool = Field(False, description="treat the matched 2-D slices as one z-stack")
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, v: str | None) -> str | None:
+        if v is not None and (
+            set(v.lower()) - set("tczyx") or len(set(v.lower())) != len(v) or not {"y", "x"} <= set(v.lower())
+        ):
+            raise ValueError("use each of t, c, z, y, x at most once, with y and x")
+        return v.lower() if v else v
+
+
+class ModelSpec(Settings):
+    checkpoint: str | None = Field(None, description="a .safetensors or .pt checkpoint")
+    config: str | None = Field(None, description="a model config YAML: random weights, for testing")
+    seed: int = Field(0, description="seed for random weights (model.config only)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.checkpoint is None) == (self.config is None):
+            raise ValueError("give exactly one of model.checkpoint or model.config")
+        return self
+
+
+class InferenceSpec(Settings):
+    tile: int = Field(
+        1024, ge=16, description="input tile size requested (snapped to a legal size, shrunk to one block)"
+    )
+    batch_size: int = Field(4, ge=1, le=4096)
+    normalize: NormalizeSettings = NormalizeSettings()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    threshold: float = Field(0.5, description="output.kind mask: foreground where its probability >= this")
+
+
+class OutputSpec(Settings):
+    path: str = Field(description="the OME-Zarr mask store (local path or URL)")
+    kind: Literal["labels", "mask", "probabilities"] = "labels"
+    chunks: tuple[int, int] = Field((512, 512), description="chunk (= work unit) height and width")
+    probability_dtype: Literal["float32", "float16"] = "float32"
+    pyramid_levels: int = Field(3, ge=0, le=10, description="down-sampled levels after level 0")
+
+    @field_validator("chunks")
+    @classmethod
+    def _chunks(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 16:
+            raise ValueError("chunks must be at least 16 x 16")
+        return v
+
+
+class ResourcesSpec(Settings):
+    address: str | None = Field(None, description="Ray address: auto, ray://host:10001; none = local Ray")
+    actors: int = Field(1, ge=1, description="predictor actors (one model each)")
+    gpus_per_actor: float = Field(0.0, ge=0, description="0 = CPU actors; 1 = one GPU per actor")
+    cpus_per_actor: float = Field(1.0, gt=0)
+    cpus_per_reader: float = Field(0.5, gt=0, description="CPUs per read and per write task")
+    retries: int = Field(2, ge=0, description="attempts after the first before a unit is quarantined")
+    window: int = Field(2048, ge=1, description="work units streamed per Ray dataset (bounds driver memory)")
+
+
+class JobSpec(Settings):
+    name: str = Field(min_length=1, max_length=200)
+    input: InputSpec
+    model: ModelSpec
+    inference: InferenceSpec = InferenceSpec()
+    output: OutputSpec
+    resources: ResourcesSpec = ResourcesSpec()
+
+    @classmethod
+    def load(cls, path: str | Path) -> JobSpec:
+        """Parse and validate a job file; relative paths resolve against its folder."""
+        doc = read_yaml(path)
+        spec = cls.from_yaml_document(doc)
+        return spec.resolved(Path(path).resolve().parent, doc)
+
+    def resolved(self, base: Path, doc: YamlDocument | None = None) -> JobSpec:
+        def local(p: str | None) -> str | None:
+            return p if p is None or "://" in p else str((base / p).expanduser().resolve())
+
+        spec = self.model_copy(
+            update={
+                "input": self.input.model_copy(update={"path": local(self.input.path)}),
+                "model": self.model.model_copy(
+                    update={"checkpoint": local(self.model.checkpoint), "config": local(self.model.config)}
+                ),
+                "output": self.output.model_copy(update={"path": local(self.output.path)}),
+            }
+        )
+        for field, value in (("checkpoint", spec.model.checkpoint), ("config", spec.model.config)):
+            if value is not None and "://" not in value and not Path(value).is_file():
+                where = doc.where(("model", field)) if doc else "job"
+                raise ConfigError(f"{where}: model.{field}: no such file {value}")
+        return spec
+
+    def fingerprint(self, model_fingerprint: str) -> str:
+        """What the masks depend on: model, normalisation, precision, tile, output kind and layout.
+
+        Not batch size, device or resources: those change speed, not the result
+        beyond float round-off.
+        """
+        settings: dict[str, Any] = {
+            "model": model_fingerprint,
+            "normalize": self.inference.normalize.model_dump(mode="json"),
+            "precision": self.inference.precision,
+            "tile": self.inference.tile,
+            "threshold": self.inference.threshold if self.output.kind == "mask" else None,
+            "output": self.output.model_dump(mode="json", exclude={"path"}),
+            "axes": self.input.axes,
+            "stack": self.input.stack,
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,160 @@
+"""What Ray's workers do to one work unit, as plain functions (no Ray here).
+
+read_unit (CPU task) -> PredictStage (actor, one model) -> write_unit (CPU task).
+A unit's failure never raises out of a stage: it travels as `error` in the row
+(Ray Data would otherwise fail the whole dataset), and later stages pass it on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import SegmentArchiveError
+from pipeline.io.archive import Archive, open_archive
+from pipeline.io.image import LazyImage
+from pipeline.io.maskstore import MaskStore
+from pipeline.io.normalize import normalize
+from pipeline.model.geometry import NetGeometry
+from pipeline.plan import WorkUnit, unit_grid
+
+EMPTY = np.zeros((0,), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Plain, picklable settings every worker needs."""
+
+    input_url: str
+    axes: str | None
+    stack: bool
+    output_url: str
+    kind: str
+    probability_dtype: str
+    threshold: float
+    geometry: NetGeometry
+    tile: int
+    batch_size: int
+    nonfinite: str
+    checkpoint: str | None
+    config: str | None
+    seed: int
+    device: str
+    precision: str
+    threads: int = 1
+
+
+def describe_failure(unit: dict[str, Any], exc: BaseException) -> str:
+    where = f"{unit['key']} plane {unit['plane']} block ({unit['row']}, {unit['col']})"
+    if isinstance(exc, SegmentArchiveError):
+        return f"{where}: {exc}"
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return f"{where}: unexpected {last}"
+
+
+@lru_cache(maxsize=4)
+def _archive(url: str, axes: str | None, stack: bool) -> Archive:
+    return open_archive(url, axes, stack)
+
+
+@lru_cache(maxsize=32)
+def _image(url: str, axes: str | None, stack: bool, key: str) -> LazyImage:
+    return _archive(url, axes, stack).open(key)
+
+
+def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Add the unit's mirrored, normalised input window (C, h, w) float32."""
+    if row["error"]:
+        return row
+    try:
+        unit = WorkUnit.from_dict(row)
+        image = _image(ctx.input_url, ctx.axes, ctx.stack, unit.key)
+        _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
+        raw = image.read_window(unit.plane, rows, cols)
+        where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
+        row["window"] = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+    except Exception as exc:
+        row["error"] = describe_failure(row, exc)
+        row["window"] = EMPTY
+    return row
+
+
+def to_output(probabilities: np.ndarray, kind: str, threshold: float, probability_dtype: str) -> np.ndarray:
+    """(classes, h, w) probabilities -> what the mask store holds for `kind`."""
+    if kind == "probabilities":
+        return probabilities.astype(probability_dtype)
+    if kind == "mask":
+        foreground = probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
+        return (foreground >= threshold).astype(np.uint8)
+    if probabilities.shape[0] == 1:
+        return (probabilities[0] >= threshold).astype(np.uint8)
+    return np.argmax(probabilities, axis=0).astype(np.uint8)
+
+
+class PredictStage:
+    """One model on one device; predicts the blocks of a batch of units, tiles batched across units."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        import torch
+
+        from pipeline.predict import Predictor
+        from pipeline.runtime import load_model
+
+        torch.set_num_threads(ctx.threads)
+        self.ctx = ctx
+        self.predictor = Predictor.create(load_model(ctx.checkpoint, ctx.config, ctx.seed), ctx.device, ctx.precision)  # type: ignore[arg-type]
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from pipeline.predict import predict_windows
+
+        n = len(batch["key"])
+        rows = [{k: batch[k][i] for k in batch} for i in range(n)]
+        todo = [r for r in rows if not r["error"]]
+        jobs = []
+        for r in todo:
+            grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)
+            jobs.append((grid, r["window"]))
+        try:
+            outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
+            for r, probabilities in zip(todo, outputs, strict=True):
+                r["block"] = to_output(probabilities, self.ctx.kind, self.ctx.threshold, self.ctx.probability_dtype)
+        except Exception as exc:  # the whole batch failed (e.g. out of memory): each unit says so
+            for r in todo:
+                r["error"] = describe_failure(r, exc)
+        for r in rows:
+            r["window"] = EMPTY
+            r.setdefault("block", EMPTY)
+            if r["error"]:
+                r["block"] = EMPTY
+        return {k: [r[k] for r in rows] for k in rows[0]} if rows else batch
+
+
+@lru_cache(maxsize=2)
+def _store(url: str, kind: str) -> MaskStore:
+    return MaskStore(url, kind)
+
+
+def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Write the unit's block into the mask store (whole chunks, atomic per chunk)."""
+    if row["error"]:
+        return row
+    try:
+        unit = WorkUnit.from_dict(row)
+        image = _image(ctx.input_url, ctx.axes, ctx.stack, unit.key)
+        store = _store(ctx.output_url, ctx.kind)
+        store.write_block(
+            unit.key,
+            image.plane_coords(unit.plane),
+            row["out_axes"],
+            slice(unit.y0, unit.y1),
+            slice(unit.x0, unit.x1),
+            row["block"],
+        )
+    except Exception as exc:
+        row["error"] = describe_failure(row, exc)
+    row["block"] = EMPTY
+    return row
