@@ -9,7 +9,7 @@ to float32 round-off.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -93,17 +93,6 @@ def grid_window(grid: TileGrid) -> tuple[slice, slice]:
 T = TypeVar("T")
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]], batch_size: int) -> list[np.ndarray]:
     """Stitch the tiles of several (grid, window) pairs; tiles of all windows share batches.
 
@@ -119,8 +108,10 @@ def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]
         if window.shape[1:] != expected:
             raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
         outs.append(np.empty((predictor.model.config.classes, grid.height, grid.width), dtype=np.float32))
-    tiles = ((i, tile) for i, (grid, _) in enumerate(jobs) for tile in grid)
-    for batch in _batches(tiles, batch_size):
+    # Tiles of one batch must share a shape; windows of edge blocks have smaller tiles.
+    by_shape = sorted(range(len(jobs)), key=lambda i: jobs[i][0].tile_shape)
+    tiles = ((i, tile) for i in by_shape for tile in jobs[i][0])
+    for batch in _shape_batches(tiles, batch_size, lambda item: jobs[item[0]][0].tile_shape):
         inputs = []
         for i, tile in batch:
             grid, window = jobs[i]
@@ -133,6 +124,18 @@ def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]
             h, w = oy.stop - oy.start, ox.stop - ox.start
             outs[i][:, oy, ox] = result[:, crop : crop + h, crop : crop + w]
     return outs
+
+
+def _shape_batches(items: Iterable[T], size: int, shape_of: Callable[[T], object]) -> Iterator[list[T]]:
+    """Batches of up to `size` consecutive items, never mixing two shapes."""
+    batch: list[T] = []
+    for item in items:
+        if batch and (len(batch) == size or shape_of(item) != shape_of(batch[0])):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 def predict_tiles(predictor: Predictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ MAX_LISTED = 20
 def print_report(report: RunReport) -> None:
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True)
     d = report.as_dict()
     plan = d["plan"]
     console.print(f"[bold]{report.job}[/bold] ({report.status})  run {report.run_id}")

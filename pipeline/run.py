@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -31,7 +32,10 @@ from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
 from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
 
-COMMIT_EVERY_S = 2.0
+# Seconds between manifest commits; a kill loses at most this much finished work.
+COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
+# Fault injection for the reliability tests: SIGKILL this driver after N committed units.
+KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
 
 
 @dataclass
@@ -65,7 +69,7 @@ class RunReport:
 ProgressHook = Callable[[int, int, float], None]  # (units finished, units total, megapixels so far)
 
 
-def stage_context(spec: JobSpec, geometry: Any) -> StageContext:
+def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContext:
     return StageContext(
         input_url=spec.input.path,
         axes=spec.input.axes,
@@ -84,6 +88,7 @@ def stage_context(spec: JobSpec, geometry: Any) -> StageContext:
         device=spec.inference.device,
         precision=spec.inference.precision,
         threads=max(1, int(spec.resources.cpus_per_actor)),
+        run_id=run_id,
     )
 
 
@@ -152,6 +157,7 @@ class Committer:
         self.manifest = manifest
         self.buffer: dict[str, list[UnitRecord]] = defaultdict(list)
         self.last = time.monotonic()
+        self.committed = 0
 
     def add(self, key: str, record: UnitRecord) -> None:
         self.buffer[key].append(record)
@@ -161,7 +167,10 @@ class Committer:
     def flush(self) -> None:
         for key, records in self.buffer.items():
             self.manifest.commit_units(key, records)
+            self.committed += len(records)
         self.buffer.clear()
+        if KILL_AFTER_UNITS and self.committed >= KILL_AFTER_UNITS:
+            os.kill(os.getpid(), signal.SIGKILL)
         self.manifest.heartbeat()
         self.last = time.monotonic()
 
@@ -230,7 +239,7 @@ def execute(
     report: RunReport,
     progress: ProgressHook | None,
 ) -> None:
-    ctx = stage_context(spec, model.geometry)
+    ctx = stage_context(spec, model.geometry, manifest.run_id)
     plans = {p.key: p for p in summary.images}
     remaining = {p.key: p.pending for p in summary.images}
     attempts: dict[tuple[str, str], int] = defaultdict(int)

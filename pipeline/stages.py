@@ -22,8 +22,6 @@ from pipeline.io.normalize import normalize
 from pipeline.model.geometry import NetGeometry
 from pipeline.plan import WorkUnit, unit_grid
 
-EMPTY = np.zeros((0,), dtype=np.float32)
-
 
 @dataclass(frozen=True)
 class StageContext:
@@ -46,6 +44,23 @@ class StageContext:
     device: str
     precision: str
     threads: int = 1
+    # Worker caches of opened images are per run: a rerun must see the archive as it is now.
+    run_id: str = ""
+
+
+def empty_window(ctx: StageContext) -> np.ndarray:
+    """Placeholder window of a failed unit: same dtype and rank as a real one.
+
+    Ray Data stores a column as one Arrow tensor type, so placeholders must not
+    change the column's dtype or number of dimensions.
+    """
+    return np.zeros((1, 0, 0), dtype=np.float32)
+
+
+def empty_block(ctx: StageContext) -> np.ndarray:
+    if ctx.kind == "probabilities":
+        return np.zeros((1, 0, 0), dtype=ctx.probability_dtype)
+    return np.zeros((0, 0), dtype=np.uint8)
 
 
 def describe_failure(unit: dict[str, Any], exc: BaseException) -> str:
@@ -57,13 +72,13 @@ def describe_failure(unit: dict[str, Any], exc: BaseException) -> str:
 
 
 @lru_cache(maxsize=4)
-def _archive(url: str, axes: str | None, stack: bool) -> Archive:
+def _archive(url: str, axes: str | None, stack: bool, run_id: str) -> Archive:
     return open_archive(url, axes, stack)
 
 
 @lru_cache(maxsize=32)
-def _image(url: str, axes: str | None, stack: bool, key: str) -> LazyImage:
-    return _archive(url, axes, stack).open(key)
+def _image(ctx: StageContext, key: str) -> LazyImage:
+    return _archive(ctx.input_url, ctx.axes, ctx.stack, ctx.run_id).open(key)
 
 
 def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
@@ -72,14 +87,14 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
         return row
     try:
         unit = WorkUnit.from_dict(row)
-        image = _image(ctx.input_url, ctx.axes, ctx.stack, unit.key)
+        image = _image(ctx, unit.key)
         _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
         raw = image.read_window(unit.plane, rows, cols)
         where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
         row["window"] = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
     except Exception as exc:
         row["error"] = describe_failure(row, exc)
-        row["window"] = EMPTY
+        row["window"] = empty_window(ctx)
     return row
 
 
@@ -126,10 +141,9 @@ class PredictStage:
             for r in todo:
                 r["error"] = describe_failure(r, exc)
         for r in rows:
-            r["window"] = EMPTY
-            r.setdefault("block", EMPTY)
-            if r["error"]:
-                r["block"] = EMPTY
+            r["window"] = empty_window(self.ctx)
+            if r["error"] or "block" not in r:
+                r["block"] = empty_block(self.ctx)
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else batch
 
 
@@ -144,7 +158,7 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
         return row
     try:
         unit = WorkUnit.from_dict(row)
-        image = _image(ctx.input_url, ctx.axes, ctx.stack, unit.key)
+        image = _image(ctx, unit.key)
         store = _store(ctx.output_url, ctx.kind)
         store.write_block(
             unit.key,
@@ -156,5 +170,5 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
         )
     except Exception as exc:
         row["error"] = describe_failure(row, exc)
-    row["block"] = EMPTY
+    row["block"] = empty_block(ctx)
     return row

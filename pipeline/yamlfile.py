@@ -48,8 +48,17 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+}
+
+
 def _to_python(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], loader: yaml.SafeLoader) -> Any:
     lines[path] = node.start_mark.line + 1
+    if node.tag not in _PLAIN_TAGS:
+        raise ConfigError(
+            f"{loader.name}:{node.start_mark.line + 1}: tag {node.tag!r} is not allowed (plain data only)"
+        )
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:

@@ -80,3 +80,23 @@ def test_a_channel_mismatch_is_a_clear_error():
     model = random_model(model_config("unet-small", base=4))
     with pytest.raises(GeometryError, match="in_channels=1"):
         predict_image(model, np.zeros((3, 20, 20), np.float32), device="cpu")
+
+
+def test_windows_of_several_blocks_batch_together_without_mixing_tile_shapes():
+    from pipeline.predict import Predictor, grid_window, mirrored_window, predict_windows
+    from pipeline.tiling import plan_tiles
+
+    model = random_model(model_config("unet-bn", base=4))
+    image = _image(model, 200, 150)
+    reference = predict_untiled(model, image)
+    blocks = [(slice(0, 128), slice(0, 128)), (slice(128, 200), slice(128, 150)), (slice(0, 128), slice(128, 150))]
+    jobs = []
+    for rows, cols in blocks:
+        grid = plan_tiles((rows.stop - rows.start, cols.stop - cols.start), model.geometry, 400)
+        wr, wc = grid_window(grid)
+        window = slice(rows.start + wr.start, rows.start + wr.stop), slice(cols.start + wc.start, cols.start + wc.stop)
+        jobs.append((grid, mirrored_window(image, *window)))
+    assert len({grid.tile_shape for grid, _ in jobs}) > 1
+    outputs = predict_windows(Predictor.create(model, "cpu"), jobs, batch_size=3)
+    for (rows, cols), out in zip(blocks, outputs, strict=True):
+        assert np.abs(out - reference[:, rows, cols]).max() <= TOLERANCE

@@ -6,6 +6,7 @@ listing; `open` raises InputError for that image alone.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from pipeline.errors import InputError
 from pipeline.io.formats import (
     SLICE_SUFFIXES,
     TIFF_SUFFIXES,
-    ome_multiscale,
     open_slices,
     open_tiff,
     open_zarr_image,
@@ -55,7 +55,6 @@ class Entry:
     key: str
     kind: str  # "zarr" | "tiff" | "slices"
     paths: tuple[str, ...]
-    zarr_path: str = ""
 
 
 class Archive:
@@ -92,7 +91,8 @@ class Archive:
             raise InputError(f"{self.url}: no such file or directory")
         if self.fs.isdir(self.root):
             if self._is_zarr(self.root):
-                yield from self._zarr_entries(self.root, self._name(self.root))
+                # Images inside the named store are keyed relative to it.
+                yield from self._zarr_entries(self.root, self._key(self.root, self.root.rsplit("/", 1)[0]), prefix="")
             else:
                 paths = sorted((p for p in self.fs.ls(self.root, detail=False)), key=natural_key)
                 yield from self._entries_for(paths, self.root)
@@ -118,7 +118,8 @@ class Archive:
                 continue
             if self.fs.isdir(path):
                 if self._is_zarr(path):
-                    yield from self._zarr_entries(path, self._key(path, base))
+                    key = self._key(path, base)
+                    yield from self._zarr_entries(path, key, prefix=key + "/")
             elif self.stack and name.endswith(SLICE_SUFFIXES):
                 slices.append(path)
             elif name.endswith(TIFF_SUFFIXES):
@@ -128,22 +129,34 @@ class Archive:
         if slices:
             yield Entry(self._name(base) or "stack", "slices", tuple(slices))
 
-    def _zarr_entries(self, path: str, key: str) -> Iterator[Entry]:
-        """One entry per image in a Zarr store: an array, an OME-Zarr image, or each child of a plain group."""
+    def _zarr_node_kind(self, path: str) -> str:
+        """ "array", "image" (OME-Zarr multiscales), "group", or "bad" (unreadable metadata).
+
+        Reads only the node's own metadata file, so a corrupt sibling cannot stop the listing.
+        """
         try:
-            node = open_zarr_node(self._zarr_store(path), "", path)
-        except InputError:
-            yield Entry(key, "zarr", (path,))  # opening it again reports the problem for this image alone
+            if self.fs.exists(f"{path}/zarr.json"):
+                meta = json.loads(self.fs.cat_file(f"{path}/zarr.json"))
+                attrs = meta.get("attributes", {})
+                if meta.get("node_type") == "array":
+                    return "array"
+            elif self.fs.exists(f"{path}/.zarray"):
+                return "array"
+            else:
+                attrs = json.loads(self.fs.cat_file(f"{path}/.zattrs")) if self.fs.exists(f"{path}/.zattrs") else {}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+            return "bad"
+        return "image" if "multiscales" in attrs.get("ome", attrs) else "group"
+
+    def _zarr_entries(self, path: str, key: str, prefix: str) -> Iterator[Entry]:
+        """One entry per image in a Zarr store: an array, an OME-Zarr image, or each image below a plain group."""
+        if self._zarr_node_kind(path) != "group":
+            yield Entry(key, "zarr", (path,))  # a bad node is reported when it is opened, for itself alone
             return
-        if isinstance(node, zarr.Array) or ome_multiscale(node) is not None:
-            yield Entry(key, "zarr", (path,))
-            return
-        for name in sorted(node.group_keys(), key=natural_key):
-            child = node[name]
-            if ome_multiscale(child) is not None:
-                yield Entry(f"{key}/{name}", "zarr", (path,), name)
-        for name in sorted(node.array_keys(), key=natural_key):
-            yield Entry(f"{key}/{name}", "zarr", (path,), name)
+        for child in sorted(self.fs.ls(path, detail=False), key=natural_key):
+            name = self._name(child)
+            if not name.startswith(".") and self.fs.isdir(child) and self._is_zarr(child):
+                yield from self._zarr_entries(child, prefix + name, prefix + name + "/")
 
     def _zarr_store(self, path: str) -> Any:
         if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
@@ -160,8 +173,8 @@ class Archive:
         source = entry.paths[0] if len(entry.paths) == 1 else f"{self._name(entry.paths[0])}..{entry.paths[-1]}"
         check_key(key, source)
         if entry.kind == "zarr":
-            node = open_zarr_node(self._zarr_store(entry.paths[0]), entry.zarr_path, source)
-            opened = open_zarr_image(node, f"{source}/{entry.zarr_path}".rstrip("/"), self.axes)
+            node = open_zarr_node(self._zarr_store(entry.paths[0]), "", source)
+            opened = open_zarr_image(node, source, self.axes)
         elif entry.kind == "tiff":
             opened = open_tiff(self.fs, entry.paths[0], source, self.axes)
         else:

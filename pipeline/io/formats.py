@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +121,9 @@ def check_tiff(tif: tifffile.TiffFile, file_size: int, source: str) -> None:
     itemsize = np.dtype(series.dtype).itemsize
     pages: list[Any] = [p for p in series.pages if p is not None]
     for page in pages:
-        seg = (page.tilewidth or page.imagewidth) * (page.tilelength or page.rowsperstrip or page.imagelength)
-        if seg * page.samplesperpixel * itemsize * max(page.tiledepth, 1) > MAX_SEGMENT_BYTES:
+        key = page.keyframe  # a TiffFrame shares its geometry with its key page
+        seg = (key.tilewidth or key.imagewidth) * (key.tilelength or key.rowsperstrip or key.imagelength)
+        if seg * key.samplesperpixel * itemsize * max(key.tiledepth, 1) > MAX_SEGMENT_BYTES:
             raise InputError(f"{source}: a tile/strip would decode to more than {MAX_SEGMENT_BYTES} bytes")
         offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
         if not len(offsets) or not len(counts):
@@ -134,18 +137,44 @@ def check_tiff(tif: tifffile.TiffFile, file_size: int, source: str) -> None:
             )
 
 
+class _Complaints(logging.Handler):
+    """Collects what tifffile logs: it reports damaged files in the log, not by raising."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def tifffile_strict(source: str) -> Iterator[None]:
+    """Turn tifffile's logged warnings and errors into an InputError naming the file."""
+    complaints = _Complaints()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(complaints)
+    try:
+        yield
+    finally:
+        logger.removeHandler(complaints)
+    if complaints.messages:
+        raise InputError(f"{source}: truncated or corrupt TIFF: {complaints.messages[0]}")
+
+
 def open_tiff(fs: fsspec.AbstractFileSystem, path: str, source: str, axes: str | None) -> Opened:
     stamp = file_stamp(fs, path)
     if not stamp[0]:
         raise InputError(f"{source}: empty file (0 bytes)")
     try:
         handle = fs.open(path, "rb")
-        tif = tifffile.TiffFile(handle, name=path.rsplit("/", 1)[-1])
-        if not tif.series:
-            raise InputError(f"{source}: TIFF without image data")
-        check_tiff(tif, int(stamp[0]), source)
-        series = tif.series[0]
-        array: Any = zarr.open(series.aszarr(), mode="r")
+        with tifffile_strict(source):
+            tif = tifffile.TiffFile(handle, name=path.rsplit("/", 1)[-1])
+            if not tif.series:
+                raise InputError(f"{source}: TIFF without image data")
+            series = tif.series[0]
+            check_tiff(tif, int(stamp[0]), source)
+            array: Any = zarr.open(series.aszarr(), mode="r")
     except InputError:
         raise
     except Exception as exc:

@@ -1,0 +1,79 @@
+"""Import boundaries: each module imports only what its idea needs.
+
+Checked on the source (AST), so a violation fails here before it costs
+anyone a slow start-up.  To see it fail: add `import torch` to tiling.py.
+"""
+
+import ast
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
+
+RULES = {
+    # module: top-level packages it must never import (at any depth of the file)
+    "tiling": {"torch", "ray", "zarr", "tifffile", "fsspec"},
+    "model/geometry": {"torch", "ray", "zarr", "tifffile", "fsspec"},
+    "model/config": {"torch", "ray", "zarr"},
+    "plan": {"torch", "ray", "zarr", "tifffile"},
+    "spec": {"torch", "ray"},
+    "manifest": {"torch", "ray", "zarr"},
+    "errors": {"torch", "ray", "zarr", "numpy"},
+    "model/unet": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
+    "model/parts": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
+    "model/checkpoint": {"ray", "zarr", "tifffile", "pipeline.io"},
+    "predict": {"ray", "zarr", "tifffile", "pipeline.io"},
+    "stages": {"ray"},
+    "planner": {"ray"},
+}
+RAY_ALLOWED = {"run", "train/distributed"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def violations(module: str, forbidden: set[str]) -> list[str]:
+    found = imported_modules(PACKAGE / f"{module}.py")
+    return sorted(n for n in found for f in forbidden if n == f or n.startswith(f + "."))
+
+
+@pytest.mark.parametrize("module", sorted(RULES))
+def test_module_respects_its_import_boundary(module):
+    assert violations(module, RULES[module]) == []
+
+
+def test_only_the_runner_and_the_training_launcher_import_ray():
+    importers = sorted(
+        str(p.relative_to(PACKAGE).with_suffix(""))
+        for p in PACKAGE.rglob("*.py")
+        if any(n == "ray" or n.startswith("ray.") for n in imported_modules(p))
+    )
+    assert set(importers) <= RAY_ALLOWED, importers
+
+
+def test_the_boundary_check_can_fail(tmp_path, monkeypatch):
+    fake = tmp_path / "tiling.py"
+    fake.write_text("import numpy\nimport torch\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
+    assert violations("tiling", RULES["tiling"]) == ["torch"]
+
+
+def test_cli_help_imports_no_torch_and_answers_quickly():
+    code = "import sys, pipeline.cli; pipeline.cli.main(['--help'], standalone_mode=False); print(sorted(m for m in ('torch', 'ray', 'zarr') if m in sys.modules))"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    elapsed = time.perf_counter() - start
+    assert out.strip().endswith("[]"), out
+    assert elapsed < 5, elapsed  # generous: catches a torch import (seconds), not jitter

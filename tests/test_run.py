@@ -1,0 +1,201 @@
+"""`submit` end to end on local Ray: exact, resumable, incremental, and bad input quarantined."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError, ExitCode
+from pipeline.io import open_archive
+from pipeline.predict import predict_image
+from pipeline.run import submit
+from pipeline.runtime import load_model
+from pipeline.spec import JobSpec
+
+MODEL = "in_channels: 1\nclasses: 2\ndepth: 2\nbase: 4\npadding: same\nnorm: batch\nhead: softmax\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    from pipeline.run import init_ray
+
+    init_ray(None)
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def make_archive(folder: Path, sizes=((70, 90), (45, 33)), seed=0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        tifffile.imwrite(
+            folder / f"img{i}.tif", rng.integers(0, 255, (2, h, w), dtype=np.uint8), photometric="minisblack"
+        )
+    return folder
+
+
+def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
+    (tmp_path / "model.yaml").write_text(MODEL)
+    kind = sections.get("kind", "labels")
+    text = f"""\
+name: test-job
+input: {{path: {archive}}}
+model: {{config: {tmp_path / "model.yaml"}, seed: 3}}
+inference: {{tile: {sections.get("tile", 64)}, batch_size: {sections.get("batch_size", 2)}}}
+output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1}}
+resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}}}
+"""
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+def expected_outputs(job: JobSpec) -> dict:
+    """predict_image on every plane of every image: the single-process definition."""
+    model = load_model(job.model.checkpoint, job.model.config, job.model.seed)
+    archive = open_archive(job.input.path)
+    result = {}
+    for key in archive.image_keys():
+        image = archive.open(key)
+        h, w = image.plane_shape
+        planes = [image.read(p, slice(0, h), slice(0, w)).astype(np.float32) / 255 for p in range(image.n_planes)]
+        result[key] = np.stack([predict_image(model, p, tile=job.inference.tile, device="cpu") for p in planes])
+    return result
+
+
+def stored(job: JobSpec, key: str) -> np.ndarray:
+    group = "probabilities" if job.output.kind == "probabilities" else "labels"
+    return zarr.open_array(f"{job.output.path}/{group}/{key}/0", mode="r")[:]
+
+
+def store_bytes(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".manifest" not in p.parts and p.name != "run-report.json"
+    }
+
+
+@pytest.mark.parametrize(
+    ("actors", "batch_size", "chunks"), [(1, 1, (32, 32)), (2, 3, (48, 40))], ids=["1-actor", "2-actors"]
+)
+def test_distributed_probabilities_equal_predict_image(tmp_path, actors, batch_size, chunks):
+    job = JobSpec.load(
+        make_job(
+            tmp_path,
+            make_archive(tmp_path / "in"),
+            kind="probabilities",
+            actors=actors,
+            batch_size=batch_size,
+            chunks=chunks,
+        )
+    )
+    report = submit(job)
+    assert report.status == "complete" and report.units_done == report.plan["units_total"]
+    for key, probabilities in expected_outputs(job).items():
+        got = stored(job, key)  # OME order: (c, z, y, x)
+        assert got.shape == (2, probabilities.shape[0], *probabilities.shape[2:])
+        got = got.swapaxes(0, 1)
+        assert np.abs(got - probabilities).max() <= 1e-4
+
+
+def test_distributed_labels_equal_argmax_exactly_and_open_in_ome_zarr(tmp_path):
+    from ome_zarr.format import FormatV04
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in"), chunks=(16, 24)))
+    submit(job)
+    for key, probabilities in expected_outputs(job).items():
+        np.testing.assert_array_equal(stored(job, key), probabilities.argmax(axis=1).astype(np.uint8))
+    (label,) = [n for n in Reader(parse_url(f"{job.output.path}/labels/img0", fmt=FormatV04()))() if n.data]
+    assert [d.shape for d in label.data] == [(2, 70, 90), (2, 35, 45)]
+    assert label.metadata["name"] == "img0" and "Label" in [type(s).__name__ for s in label.specs]
+
+
+def test_rerun_of_a_grown_archive_processes_only_new_images(tmp_path):
+    archive = make_archive(tmp_path / "in")
+    job = JobSpec.load(make_job(tmp_path, archive))
+    first = submit(job)
+    before = {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in (tmp_path / "out.zarr" / "labels" / "img0").rglob("*")
+        if p.is_file()
+    }
+    tifffile.imwrite(archive / "img9.tif", np.zeros((1, 40, 40), np.uint8), photometric="minisblack")
+    second = submit(job)
+    assert second.plan["images_up_to_date"] == 2 and second.plan["images_to_process"] == 1
+    assert second.units_done == 4 and first.units_done > second.units_done
+    after = {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in (tmp_path / "out.zarr" / "labels" / "img0").rglob("*")
+        if p.is_file()
+    }
+    assert before == after
+    assert submit(job).units_done == 0
+
+
+def test_a_changed_model_is_refused_unless_overwrite(tmp_path):
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 40),))))
+    submit(job)
+    changed = job.model_copy(update={"model": job.model.model_copy(update={"seed": 4})})
+    with pytest.raises(ConfigError, match="different job.*--overwrite"):
+        submit(changed)
+    assert submit(changed, overwrite=True).status == "complete"
+
+
+def test_bad_images_are_quarantined_and_the_rest_completes_with_exit_code_partial(tmp_path):
+    archive = make_archive(tmp_path / "in")
+    (archive / "empty.tif").write_bytes(b"")
+    tifffile.imwrite(archive / "nan.tif", np.full((1, 40, 40), np.nan, np.float32))
+    result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, archive)), "--quiet"])
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert "empty.tif: empty file" in result.output and "NaN/inf" in result.output
+    job = JobSpec.load(tmp_path / "job.yaml")
+    assert stored(job, "img0").shape == (2, 70, 90)
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, make_archive(tmp_path / "in"))), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "units pending" in result.output.replace("unit(s) pending", "units pending")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _submit_subprocess(job_path: Path, kill_after: int) -> int:
+    env = {**os.environ, "SEGMENT_ARCHIVE_KILL_AFTER_UNITS": str(kill_after), "SEGMENT_ARCHIVE_COMMIT_EVERY_S": "0"}
+    cmd = [sys.executable, "-m", "pipeline.cli", "submit", str(job_path), "--quiet"]
+    return subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode
+
+
+def _committed_units(out: Path) -> list[tuple[str, str]]:
+    units = []
+    for path in sorted((out / ".manifest" / "units").rglob("*.jsonl")):
+        units += [
+            (path.parent.name, line.split('"unit": "')[1].split('"')[0]) for line in path.read_text().splitlines()
+        ]
+    return units
+
+
+def test_kill_minus_9_of_the_driver_resumes_bit_identical_without_recomputing(tmp_path):
+    archive = make_archive(tmp_path / "in", sizes=((70, 90), (64, 64)))
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    submit(JobSpec.load(make_job(reference, archive)))
+    job_path = make_job(tmp_path, archive)
+    for kill_after in (1, 5, 11):
+        code = _submit_subprocess(job_path, kill_after)
+        assert code == -9, code
+    assert _submit_subprocess(job_path, 0) == 0
+    units = _committed_units(tmp_path / "out.zarr")
+    assert len(units) == len(set(units)), "a committed unit was computed again"
+    assert store_bytes(tmp_path / "out.zarr") == store_bytes(reference / "out.zarr")

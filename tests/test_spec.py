@@ -1,0 +1,79 @@
+"""Job specs: rejected before any work, with the YAML line and the field named."""
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.spec import JobSpec
+from tests.conftest import ROOT
+
+GOOD = f"""\
+name: t
+input: {{path: /data/archive.zarr}}
+model: {{config: {ROOT}/configs/models/unet-small.yaml}}
+output: {{path: /tmp/out.zarr, kind: labels, chunks: [256, 256]}}
+"""
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return JobSpec.load(path)
+
+
+def test_a_good_job_loads_with_defaults(tmp_path):
+    spec = _load(tmp_path, GOOD)
+    assert spec.inference.precision == "fp32" and spec.output.chunks == (256, 256)
+    assert spec.resources.actors == 1
+
+
+def test_unknown_keys_name_the_line_and_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"job\.yaml:6: inference\.tiles: unknown key"):
+        _load(tmp_path, GOOD + "inference:\n  tiles: 3\n")
+
+
+def test_wrong_types_name_the_line_and_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"job\.yaml:7: inference\.batch_size: .*integer.*\(got 'many'\)"):
+        _load(tmp_path, GOOD + "inference:\n  tile: 512\n  batch_size: many\n")
+
+
+def test_enum_values_are_listed(tmp_path):
+    with pytest.raises(ConfigError, match=r"output\.kind: Input should be 'labels', 'mask' or 'probabilities'"):
+        _load(tmp_path, GOOD.replace("kind: labels", "kind: instances-please"))
+
+
+def test_a_missing_checkpoint_is_rejected_before_work(tmp_path):
+    text = GOOD.replace(f"config: {ROOT}/configs/models/unet-small.yaml", "checkpoint: nope.safetensors")
+    with pytest.raises(ConfigError, match=r"job\.yaml:3: model\.checkpoint: no such file .*nope\.safetensors"):
+        _load(tmp_path, text)
+
+
+def test_missing_required_fields(tmp_path):
+    with pytest.raises(ConfigError, match=r"output: required field is missing"):
+        _load(tmp_path, "name: t\ninput: {path: x}\nmodel: {config: y}\n")
+
+
+def test_yaml_aliases_are_refused_so_no_alias_bomb_expands(tmp_path):
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b]\n"
+    with pytest.raises(ConfigError, match="aliases"):
+        _load(tmp_path, bomb)
+
+
+def test_python_tags_are_not_executed(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"job\.yaml:1: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"
+    ):
+        _load(tmp_path, "name: !!python/object/apply:os.system ['touch pwned']\n")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_relative_paths_resolve_against_the_job_file(tmp_path):
+    spec = _load(tmp_path, GOOD.replace("/data/archive.zarr", "archive.zarr"))
+    assert spec.input.path == str(tmp_path / "archive.zarr")
+
+
+def test_fingerprint_follows_results_not_speed(tmp_path):
+    spec = _load(tmp_path, GOOD)
+    faster = spec.model_copy(update={"inference": spec.inference.model_copy(update={"batch_size": 32})})
+    other = spec.model_copy(update={"inference": spec.inference.model_copy(update={"precision": "bf16"})})
+    assert spec.fingerprint("m") == faster.fingerprint("m")
+    assert spec.fingerprint("m") != other.fingerprint("m") != spec.fingerprint("m2")
