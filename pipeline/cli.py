@@ -155,5 +155,49 @@ def train(spec_path: str, resume: bool) -> None:
     click.echo(f"checkpoints and metrics in {spec.output}")
 
 
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Predict with this model ...")
+@click.option("--images", help="... on these images (archive path), or")
+@click.option("--store", help="score a mask store written by submit.")
+@click.option("--labels", required=True, help="Ground-truth labels (archive path; same image keys).")
+@click.option("--keys", help="Comma-separated image keys to score (default: all).")
+@click.option(
+    "--foreground",
+    type=click.Choice(["nonzero", "zero"]),
+    default="nonzero",
+    show_default=True,
+    help="Which label pixels are class 1 (ISBI membranes: zero).",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the scores as JSON here.")
+@reports_errors
+def evaluate(
+    checkpoint: str | None,
+    images: str | None,
+    store: str | None,
+    labels: str,
+    keys: str | None,
+    foreground: str,
+    json_path: str | None,
+) -> None:
+    """Pixel error, Rand error (ISBI 2012) and IoU/Dice against ground truth."""
+    import json
+
+    from pipeline.errors import ConfigError
+    from pipeline.evaluate import evaluate_checkpoint, evaluate_store
+
+    key_list = keys.split(",") if keys else None
+    if store:
+        result = evaluate_store(store, labels, key_list, foreground)
+    elif checkpoint and images:
+        result = evaluate_checkpoint(checkpoint, images, labels, key_list, foreground)
+    else:
+        raise ConfigError("give --store, or --checkpoint with --images")
+    summary = result.summary()
+    click.echo(json.dumps(summary, indent=2))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result.as_dict(), f, indent=2)
+
+
 if __name__ == "__main__":
     main()

@@ -63,8 +63,10 @@ class Tile:
 def tile_length(requested: int, n: int, geometry: NetGeometry) -> int:
     """Legal input tile length for an axis of length n.
 
-    The largest legal length <= `requested` that contributes at least `factor`
-    output pixels, but no longer than one tile that covers the whole axis.
+    At most `requested` (snapped down to a legal length), never less than the
+    smallest useful tile, and no longer than needed: the shortest legal length
+    that covers the axis with as few tiles as the requested length would, so
+    the last tile does not compute pixels past the image.
     """
     if requested < geometry.min_tile:
         raise GeometryError(
@@ -72,9 +74,13 @@ def tile_length(requested: int, n: int, geometry: NetGeometry) -> int:
             f"(margin {geometry.margin} on each side plus {geometry.factor} output pixels; "
             f"{geometry.describe_valid_inputs()})"
         )
-    largest = requested - (requested - geometry.residue) % geometry.factor
-    covering = geometry.valid_input_at_least(2 * geometry.margin + ceil_to(n, geometry.factor))
-    return max(geometry.min_tile, min(largest, covering))
+    largest = max(geometry.min_tile, requested - (requested - geometry.residue) % geometry.factor)
+    count = -(-n // geometry.step(largest))
+    step_needed = ceil_to(-(-n // count), geometry.factor)
+    length = geometry.valid_input_at_least(2 * geometry.margin + step_needed)
+    while geometry.step(length) < step_needed:  # valid nets: the step rounds down to the factor
+        length += geometry.factor
+    return max(geometry.min_tile, min(largest, length))
 
 
 def ceil_to(n: int, multiple: int) -> int:

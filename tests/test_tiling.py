@@ -85,3 +85,18 @@ def test_planning_a_million_tiles_is_lazy_and_quick():
     assert count == 1_000_000
     # Not a timing test: a generous bound that only catches accidental O(n^2) planning.
     assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("geometry", [PAPER, SAME], ids=["valid", "same"])
+def test_tiles_are_balanced_so_the_last_one_wastes_little(geometry):
+    for n in (100, 700, 2048, 5000):
+        for requested in (geometry.min_tile, 700, 1024, 4096):
+            if requested < geometry.min_tile:
+                continue
+            chosen = tile_length(requested, n, geometry)
+            largest = requested - (requested - geometry.residue) % geometry.factor
+            count = len(axis_tiles(n, chosen, geometry))
+            assert chosen <= max(largest, geometry.min_tile)
+            assert count == -(-n // geometry.step(max(largest, geometry.min_tile)))  # no more tiles than asked
+            if chosen - geometry.factor >= geometry.min_tile:  # and no shorter legal tile would do
+                assert len(axis_tiles(n, chosen - geometry.factor, geometry)) > count

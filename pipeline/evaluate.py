@@ -1,0 +1,124 @@
+"""`segment-archive evaluate`: score predictions against ground truth with the ISBI 2012 measures.
+
+Predictions come from a checkpoint (predicted here) or from a mask store
+written by `submit` (labels, mask or probabilities).  Ground truth is any
+labelled archive pipeline.io reads; `foreground` says which label pixels are
+class 1 (ISBI: membrane is black, `zero`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline.errors import InputError
+from pipeline.io import open_archive
+from pipeline.io.maskstore import label_name
+from pipeline.io.normalize import NormalizeSettings, affine_for, normalize
+from pipeline.metrics import iou_dice, pixel_error, rand_error
+
+
+@dataclass
+class PlaneScore:
+    key: str
+    plane: int
+    pixel_error: float
+    rand_error: float
+    rand_threshold: float
+    iou: list[float]
+    dice: list[float]
+
+
+@dataclass
+class Evaluation:
+    planes: list[PlaneScore] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.planes:
+            return {"planes": 0}
+        mean = lambda name: float(np.mean([getattr(p, name) for p in self.planes]))  # noqa: E731
+        classes = len(self.planes[0].iou)
+        return {
+            "planes": len(self.planes),
+            "pixel_error": mean("pixel_error"),
+            "rand_error": mean("rand_error"),
+            "iou": [float(np.mean([p.iou[c] for p in self.planes])) for c in range(classes)],
+            "dice": [float(np.mean([p.dice[c] for p in self.planes])) for c in range(classes)],
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "planes": [asdict(p) for p in self.planes]}
+
+
+def score_plane(key: str, plane: int, foreground_probability: np.ndarray, truth: np.ndarray) -> PlaneScore:
+    """Scores of one plane: `truth` is the (H, W) class map, 1 = foreground (boundary)."""
+    predicted = (foreground_probability >= 0.5).astype(np.int64)
+    rand, threshold = rand_error(foreground_probability, truth.astype(bool))
+    overlap = iou_dice(predicted, truth, 2)
+    return PlaneScore(key, plane, pixel_error(predicted, truth), rand, threshold, overlap["iou"], overlap["dice"])
+
+
+def truth_planes(labels: str, keys: list[str] | None, foreground: str) -> Iterator[tuple[str, int, np.ndarray]]:
+    archive = open_archive(labels)
+    for key in keys or archive.image_keys():
+        image = archive.open(key)
+        h, w = image.plane_shape
+        for plane in range(image.n_planes):
+            raw = image.read(plane, slice(0, h), slice(0, w))[0]
+            yield key, plane, (raw == 0 if foreground == "zero" else raw != 0).astype(np.int64)
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    images: str,
+    labels: str,
+    keys: list[str] | None = None,
+    foreground: str = "nonzero",
+    normalize_settings: NormalizeSettings | None = None,
+    tile: int = 4096,
+) -> Evaluation:
+    from pipeline.model import load_checkpoint
+    from pipeline.predict import predict_image
+
+    model = load_checkpoint(checkpoint)
+    settings = normalize_settings or NormalizeSettings()
+    archive = open_archive(images)
+    result = Evaluation()
+    for key, plane, truth in truth_planes(labels, keys, foreground):
+        image = archive.open(key)
+        h, w = image.plane_shape
+        scale, offset = affine_for(image, settings)
+        pixels = normalize(image.read(plane, slice(0, h), slice(0, w)), scale, offset, "reject", image.source)
+        probabilities = predict_image(model, pixels, tile=tile, batch_size=1)
+        fg = probabilities[0] if model.config.classes == 1 else probabilities[1]
+        result.planes.append(score_plane(key, plane, fg, truth))
+    return result
+
+
+def store_foreground(level0: Any, group: str, plane: int) -> np.ndarray:
+    """Foreground of one plane of a stored output: binary for labels/mask, class 1 for probabilities."""
+    data = np.asarray(level0[...])
+    if group == "labels":
+        return (data.reshape(-1, *data.shape[-2:])[plane] >= 1).astype(np.float32)
+    probabilities = data.reshape(data.shape[0], -1, *data.shape[-2:])  # (classes, planes, H, W)
+    return probabilities[min(1, probabilities.shape[0] - 1), plane]
+
+
+def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreground: str = "nonzero") -> Evaluation:
+    """Score a mask store written by `submit`."""
+    result = Evaluation()
+    for key, plane, truth in truth_planes(labels, keys, foreground):
+        for group in ("labels", "probabilities"):
+            try:
+                level0 = zarr.open_array(f"{store}/{group}/{label_name(key)}/0", mode="r")
+            except Exception:
+                continue
+            result.planes.append(score_plane(key, plane, store_foreground(level0, group, plane), truth))
+            break
+        else:
+            raise InputError(f"{store}: no output for image {key!r}")
+    return result
