@@ -133,8 +133,11 @@ def status(job_path: str) -> None:
 @main.command()
 @click.argument("spec_path", metavar="TRAIN.yaml", type=click.Path(dir_okay=False))
 @click.option("--resume", is_flag=True, help="Continue from last.pt in the output folder (after a kill).")
+@click.option("--workers", type=int, default=0, help="Data-parallel workers under Ray Train (DDP); 0 = this process.")
+@click.option("--gpu", is_flag=True, help="With --workers: one GPU per worker.")
+@click.option("--address", help="With --workers: Ray cluster address (default: local Ray).")
 @reports_errors
-def train(spec_path: str, resume: bool) -> None:
+def train(spec_path: str, resume: bool, workers: int, gpu: bool, address: str | None) -> None:
     """Train a U-Net with the paper's recipe (weighted loss, elastic deformation).
 
     Writes last.pt, best.safetensors and metrics.csv/jsonl into the spec's output
@@ -145,6 +148,12 @@ def train(spec_path: str, resume: bool) -> None:
     from pipeline.train.spec import TrainSpec
 
     spec = TrainSpec.load(spec_path)
+    if workers:
+        from pipeline.train.distributed import train_distributed
+
+        train_distributed(spec, workers, use_gpu=gpu, resume=resume, address=address)
+        click.echo(f"checkpoints and metrics in {spec.output}")
+        return
     with training_progress(spec.train.steps) as hook:
         rows = run_training(spec, resume=resume, progress=hook)
     for row in rows:

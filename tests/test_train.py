@@ -92,3 +92,21 @@ def test_cli_train_and_evaluate(tmp_path):
     assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "e.json").read_text())["summary"]
     assert scores["planes"] == 1 and 0 <= scores["pixel_error"] <= 1 and 0 <= scores["rand_error"] <= 1
+
+
+def test_ray_train_ddp_with_two_cpu_workers_writes_the_same_outputs(tmp_path):
+    import ray
+
+    from pipeline.train.distributed import train_distributed
+
+    spec = make_spec(tmp_path, 4)
+    ray.shutdown()
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        train_distributed(spec, workers=2)
+    finally:
+        ray.shutdown()
+    out = tmp_path / "out"
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert "module." not in next(iter(load_checkpoint(out / "best.safetensors").state_dict()))

@@ -124,7 +124,22 @@ def resume_state(
 ProgressHook = Callable[[int, float, float], None]
 
 
-def train(spec: TrainSpec, resume: bool = False, progress: ProgressHook | None = None) -> list[Validation]:
+@dataclass(frozen=True)
+class Replica:
+    """Where this copy of the loop runs: rank 0 of 1 alone, or one DDP worker of many.
+
+    `wrap` turns the model into what the forward pass goes through (DDP under
+    Ray Train); only rank 0 validates and writes checkpoints and metrics.
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+
+
+def train(
+    spec: TrainSpec, resume: bool = False, progress: ProgressHook | None = None, replica: Replica = Replica()
+) -> list[Validation]:
     """Train to `spec.train.steps`; returns the validation rows of this call."""
     t = spec.train
     if t.threads:
@@ -134,12 +149,16 @@ def train(spec: TrainSpec, resume: bool = False, progress: ProgressHook | None =
     torch.manual_seed(t.seed)
     model = build_model(spec).train()
     optimizer = build_optimizer(spec, model)
-    rng = np.random.default_rng(t.seed)
+    rng = np.random.default_rng(t.seed + replica.rank)
     step, best = 0, float("inf")
     if resume and (folder / "last.pt").exists():
         step, best, rng_state = resume_state(folder, model, optimizer)
-        if rng_state:
+        if rng_state and replica.rank == 0:
             rng.bit_generator.state = rng_state
+        elif replica.rank:
+            rng = np.random.default_rng([t.seed, replica.rank, step])
+    forward = replica.wrap(model) if replica.wrap else model
+    main_replica = replica.rank == 0
     train_planes, val_planes = load_planes(spec, model.config.classes)
     geometry = model.geometry
     tile = geometry.valid_input_at_least(max(t.tile, geometry.first_input))
@@ -148,15 +167,15 @@ def train(spec: TrainSpec, resume: bool = False, progress: ProgressHook | None =
     started = time.perf_counter()
     while step < t.steps:
         x, y, w = sample_batch(train_planes, t.batch_size, tile, geometry, aug, rng)
-        logits = model(torch.from_numpy(x))
+        logits = forward(torch.from_numpy(x))
         loss = weighted_loss(model, logits, torch.from_numpy(y), torch.from_numpy(w))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
         if progress:
-            progress(step, loss.item(), (step * t.batch_size) / (time.perf_counter() - started))
-        if step % t.validate_every == 0 or step == t.steps:
+            progress(step, loss.item(), (step * t.batch_size * replica.world) / (time.perf_counter() - started))
+        if main_replica and (step % t.validate_every == 0 or step == t.steps):
             row = validate(model, val_planes or train_planes[:2], step)
             rows.append(row)
             append_metrics(folder, row)
