@@ -142,6 +142,8 @@ def test_rerun_of_a_grown_archive_processes_only_new_images(tmp_path):
     }
     assert before == after
     assert submit(job).units_done == 0
+    status = CliRunner().invoke(main, ["status", str(tmp_path / "job.yaml")])
+    assert status.exit_code == 0 and "3 complete" in status.output and "units: 30 done, 0 failed" in status.output
 
 
 def test_a_changed_model_is_refused_unless_overwrite(tmp_path):
@@ -164,10 +166,12 @@ def test_bad_images_are_quarantined_and_the_rest_completes_with_exit_code_partia
     assert stored(job, "img0").shape == (2, 70, 90)
 
 
-def test_dry_run_writes_nothing(tmp_path):
-    result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, make_archive(tmp_path / "in"))), "--dry-run"])
-    assert result.exit_code == 0, result.output
-    assert "units pending" in result.output.replace("unit(s) pending", "units pending")
+def test_dry_run_and_plan_write_nothing(tmp_path):
+    job = str(make_job(tmp_path, make_archive(tmp_path / "in")))
+    for args in (["submit", job, "--dry-run"], ["plan", job]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert "2 image(s) to process" in result.output and "26 unit(s) pending" in result.output
     assert not (tmp_path / "out.zarr").exists()
 
 
