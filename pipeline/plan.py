@@ -61,6 +61,15 @@ def image_units(key: str, n_planes: int, shape: tuple[int, int], chunks: tuple[i
                 yield WorkUnit(key, plane, r, c, y0, min(y0 + ch, height), x0, min(x0 + cw, width))
 
 
+def plane_coords(plane: int, sizes: dict[str, int]) -> dict[str, int]:
+    """{t: i, z: j} of plane number `plane`, numbering planes row-major over `sizes` (t, then z)."""
+    coords: dict[str, int] = {}
+    rest = plane
+    for axis in reversed(list(sizes)):
+        rest, coords[axis] = divmod(rest, sizes[axis])
+    return coords
+
+
 def units_per_image(n_planes: int, shape: tuple[int, int], chunks: tuple[int, int]) -> int:
     return n_planes * -(-shape[0] // chunks[0]) * -(-shape[1] // chunks[1])
 

@@ -18,7 +18,7 @@ from pipeline.io.maskstore import MaskStore, OutputLayout
 from pipeline.io.normalize import affine_for
 from pipeline.manifest import Manifest
 from pipeline.model.unet import UNet
-from pipeline.plan import WorkUnit, image_units, units_per_image
+from pipeline.plan import WorkUnit, image_units, plane_coords, units_per_image
 from pipeline.spec import JobSpec
 
 
@@ -33,7 +33,11 @@ class ImagePlan:
     scale: float
     offset: float
     total: int
+    plane_sizes: dict[str, int] = field(default_factory=dict)  # {"t": n, "z": m} for the axes present
     done: set[str] = field(default_factory=set)
+
+    def plane_coords(self, plane: int) -> dict[str, int]:
+        return plane_coords(plane, self.plane_sizes)
 
     @property
     def pending(self) -> int:
@@ -108,8 +112,9 @@ def plan_image(
     records = manifest.unit_records(key)
     done = {u for u, r in records.items() if r.state == "done" and r.input == image.fingerprint}
     if store is not None:
-        attrs = store.image_attrs(key) or {}
-        if attrs.get("segment-archive", {}).get("input_fingerprint") != image.fingerprint:
+        written = (store.image_attrs(key) or {}).get("segment-archive", {})
+        same_input = written.get("input_fingerprint") == image.fingerprint
+        if not same_input or written.get("job_fingerprint") != prov["job_fingerprint"]:
             if records or record:
                 manifest.forget_image(key)
             done = set()
@@ -117,8 +122,19 @@ def plan_image(
                 key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
             )
     total = units_per_image(image.n_planes, image.plane_shape, spec.output.chunks)
+    sizes = {a: image.size(a) for a in image.plane_axes}
     return ImagePlan(
-        key, image.source, image.fingerprint, image.n_planes, image.plane_shape, layout.axes, scale, offset, total, done
+        key,
+        image.source,
+        image.fingerprint,
+        image.n_planes,
+        image.plane_shape,
+        layout.axes,
+        scale,
+        offset,
+        total,
+        sizes,
+        done,
     )
 
 

@@ -116,7 +116,16 @@ def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int], window: int) -> I
     for plan in plans:
         for unit in pending_units(plan, chunks):
             row = unit.to_dict()
-            row.update(scale=plan.scale, offset=plan.offset, input=plan.input, out_axes=plan.out_axes, error="")
+            coords = plan.plane_coords(unit.plane)
+            row.update(
+                t=coords.get("t", 0),
+                z=coords.get("z", 0),
+                scale=plan.scale,
+                offset=plan.offset,
+                input=plan.input,
+                out_axes=plan.out_axes,
+                error="",
+            )
             batch.append(row)
             if len(batch) == window:
                 yield batch

@@ -8,6 +8,8 @@ A unit's failure never raises out of a stage: it travels as `error` in the row
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -81,20 +83,26 @@ def _image(ctx: StageContext, key: str) -> LazyImage:
     return _archive(ctx.input_url, ctx.axes, ctx.stack, ctx.run_id).open(key)
 
 
-def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """Add the unit's mirrored, normalised input window (C, h, w) float32."""
-    if row["error"]:
-        return row
+@contextmanager
+def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
+    """Run a stage's work on a unit; a failure becomes the row's `error`, never an exception."""
     try:
-        unit = WorkUnit.from_dict(row)
-        image = _image(ctx, unit.key)
-        _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
-        raw = image.read_window(unit.plane, rows, cols)
-        where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
-        row["window"] = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+        yield
     except Exception as exc:
         row["error"] = describe_failure(row, exc)
-        row["window"] = empty_window(ctx)
+
+
+def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Add the unit's mirrored, normalised input window (C, h, w) float32."""
+    row["window"] = empty_window(ctx)
+    if not row["error"]:
+        with failures_recorded(row):
+            unit = WorkUnit.from_dict(row)
+            image = _image(ctx, unit.key)
+            _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
+            raw = image.read_window(unit.plane, rows, cols)
+            where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
+            row["window"] = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
     return row
 
 
@@ -154,21 +162,11 @@ def _store(url: str, kind: str) -> MaskStore:
 
 def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Write the unit's block into the mask store (whole chunks, atomic per chunk)."""
-    if row["error"]:
-        return row
-    try:
-        unit = WorkUnit.from_dict(row)
-        image = _image(ctx, unit.key)
-        store = _store(ctx.output_url, ctx.kind)
-        store.write_block(
-            unit.key,
-            image.plane_coords(unit.plane),
-            row["out_axes"],
-            slice(unit.y0, unit.y1),
-            slice(unit.x0, unit.x1),
-            row["block"],
-        )
-    except Exception as exc:
-        row["error"] = describe_failure(row, exc)
+    if not row["error"]:
+        with failures_recorded(row):
+            unit = WorkUnit.from_dict(row)
+            coords = {"t": int(row["t"]), "z": int(row["z"])}
+            rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
+            _store(ctx.output_url, ctx.kind).write_block(unit.key, coords, row["out_axes"], rows, cols, row["block"])
     row["block"] = empty_block(ctx)
     return row

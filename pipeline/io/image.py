@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.plan import plane_coords
 from pipeline.tiling import reflect_indices, source_span
 
 AXES = "tczyx"
@@ -85,9 +86,7 @@ class LazyImage:
 
     def plane_coords(self, plane: int) -> dict[str, int]:
         """{t: i, z: j} of plane number `plane` (row-major over t then z)."""
-        sizes = [self.size(a) for a in self.plane_axes]
-        coords = np.unravel_index(plane, sizes) if sizes else ()
-        return {a: int(i) for a, i in zip(self.plane_axes, coords, strict=True)}
+        return plane_coords(plane, {a: self.size(a) for a in self.plane_axes})
 
     def read(self, plane: int, rows: slice, cols: slice) -> np.ndarray:
         """Raw pixels (C, h, w) of an in-bounds region of one plane, in the source dtype."""
