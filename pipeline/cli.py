@@ -90,6 +90,7 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     images.  Exit status: 0 complete, 3 partial (see the quarantined units),
     2 invalid job, 4 another run holds the lock.
     """
+    from pipeline.progress import unit_progress
     from pipeline.report import print_report, write_report_json
     from pipeline.run import submit as run_job
     from pipeline.spec import JobSpec
@@ -97,7 +98,6 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     spec = JobSpec.load(job_path)
     if address:
         spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"address": address})})
-    from pipeline.progress import unit_progress
 
     with unit_progress(enabled=not quiet and not dry_run) as hook:
         report = run_job(spec, overwrite=overwrite, dry_run=dry_run, progress=hook)

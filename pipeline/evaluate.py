@@ -40,7 +40,10 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         if not self.planes:
             return {"planes": 0}
-        mean = lambda name: float(np.mean([getattr(p, name) for p in self.planes]))  # noqa: E731
+
+        def mean(name: str) -> float:
+            return float(np.mean([getattr(p, name) for p in self.planes]))
+
         classes = len(self.planes[0].iou)
         return {
             "planes": len(self.planes),

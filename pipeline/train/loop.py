@@ -67,6 +67,10 @@ def build_optimizer(spec: TrainSpec, model: UNet) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def foreground_probability(model: UNet, probabilities: np.ndarray) -> np.ndarray:
     return probabilities[0] if model.config.classes == 1 else probabilities[1]
 
@@ -78,7 +82,7 @@ def validate(model: UNet, planes: list[Plane], step: int) -> Validation:
     pix, rand, iou, losses = [], [], [], []
     for plane in planes:
         # One tile covering the plane: the fastest exact prediction on a CPU.
-        probs = predict_image(model, plane.image, tile=VALIDATION_TILE, batch_size=1, device="cpu")
+        probs = predict_image(model, plane.image, tile=VALIDATION_TILE, batch_size=1, device=str(model_device(model)))
         fg = foreground_probability(model, probs)
         predicted = (fg >= 0.5).astype(np.int64)
         pix.append(pixel_error(predicted, plane.target))
@@ -167,8 +171,9 @@ def train(
     started = time.perf_counter()
     while step < t.steps:
         x, y, w = sample_batch(train_planes, t.batch_size, tile, geometry, aug, rng)
-        logits = forward(torch.from_numpy(x))
-        loss = weighted_loss(model, logits, torch.from_numpy(y), torch.from_numpy(w))
+        device = model_device(model)  # Ray Train's prepare_model may have moved it to a GPU
+        logits = forward(torch.from_numpy(x).to(device))
+        loss = weighted_loss(model, logits, torch.from_numpy(y).to(device), torch.from_numpy(w).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
