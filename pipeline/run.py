@@ -107,7 +107,7 @@ def init_ray(address: str | None) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own bar and report say it all
 
 
 def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int], window: int) -> Iterator[list[dict[str, Any]]]:
