@@ -203,3 +203,16 @@ def test_kill_minus_9_of_the_driver_resumes_bit_identical_without_recomputing(tm
     units = _committed_units(tmp_path / "out.zarr")
     assert len(units) == len(set(units)), "a committed unit was computed again"
     assert store_bytes(tmp_path / "out.zarr") == store_bytes(reference / "out.zarr")
+
+
+def test_mask_output_and_a_channel_mismatch_quarantined_by_name(tmp_path):
+    archive = make_archive(tmp_path / "in", sizes=((40, 40),))
+    tifffile.imwrite(archive / "rgb.tif", np.zeros((40, 40, 3), np.uint8), photometric="rgb")
+    job = JobSpec.load(make_job(tmp_path, archive, kind="mask"))
+    report = submit(job)
+    assert report.status == "partial"
+    assert "rgb.tif: image has 3 channel(s)" in report.images_quarantined["rgb"]
+    probabilities = expected_outputs(
+        job.model_copy(update={"input": job.input.model_copy(update={"path": str(archive / "img0.tif")})})
+    )["img0"]
+    np.testing.assert_array_equal(stored(job, "img0"), (probabilities[:, 1] >= 0.5).astype(np.uint8))

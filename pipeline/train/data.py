@@ -28,7 +28,7 @@ def load_planes(spec: TrainSpec, classes: int) -> tuple[list[Plane], list[Plane]
     """(training planes, validation planes), split by the image keys in data.validation."""
     images = open_archive(spec.data.images, stack=spec.data.stack)
     labels = open_archive(spec.data.labels, stack=spec.data.stack)
-    missing = [k for k in spec.data.validation if k not in images.entries]
+    missing = [k for k in spec.data.validation if k.rsplit(":", 1)[0] not in images.entries]
     if missing:
         raise InputError(f"{spec.data.images}: validation keys {missing} are not images of the training data")
     train: list[Plane] = []
@@ -50,7 +50,8 @@ def load_planes(spec: TrainSpec, classes: int) -> tuple[list[Plane], list[Plane]
             # between membranes), or the foreground objects themselves.
             objects = instances_from_mask(~foreground if spec.data.foreground == "zero" else foreground)
             weights = weight_map(target, objects, max(classes, 2), spec.loss.w0, spec.loss.sigma, spec.loss.balance)
-            (val if key in spec.data.validation else train).append(Plane(f"{key}:{plane}", pixels, target, weights))
+            held_out = key in spec.data.validation or f"{key}:{plane}" in spec.data.validation
+            (val if held_out else train).append(Plane(f"{key}:{plane}", pixels, target, weights))
     if not train:
         raise InputError(f"{spec.data.images}: no training planes left after holding out {spec.data.validation}")
     return train, val

@@ -32,7 +32,9 @@ class TrainData(Settings):
     labels: str
     stack: bool = False
     foreground: Literal["nonzero", "zero"] = Field("nonzero", description="label pixels that are class 1")
-    validation: list[str] = Field(default_factory=list, description="image keys held out for validation")
+    validation: list[str] = Field(
+        default_factory=list, description="held out for validation: image keys, or 'key:plane' for single planes"
+    )
     normalize: NormalizeSettings = NormalizeSettings()
 
 
