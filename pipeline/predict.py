@@ -53,9 +53,9 @@ class Predictor:
     @classmethod
     def create(cls, model: UNet, device: str = "auto", precision: Precision = "fp32") -> Predictor:
         dev = resolve_device(device)
-        model = model.to(dev).eval()
+        # channels_last pays on both: cuDNN tensor cores, and oneDNN on CPUs (about 2x here).
+        model = model.to(dev).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.backends.cudnn.benchmark = True
         return cls(model=model, device=dev, precision=resolve_precision(precision, dev))
 
@@ -64,7 +64,8 @@ class Predictor:
         """(B, C, h, w) float32 -> (B, classes, h', w') float32 after the head's activation."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
         dtype = _AUTOCAST.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             y = self.model.activate(self.model(x))
