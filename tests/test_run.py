@@ -216,3 +216,13 @@ def test_mask_output_and_a_channel_mismatch_quarantined_by_name(tmp_path):
         job.model_copy(update={"input": job.input.model_copy(update={"path": str(archive / "img0.tif")})})
     )["img0"]
     np.testing.assert_array_equal(stored(job, "img0"), (probabilities[:, 1] >= 0.5).astype(np.uint8))
+
+
+def test_a_second_submit_while_the_first_holds_the_lock_exits_locked(tmp_path):
+    from pipeline.manifest import Manifest
+
+    job_path = make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 40),)))
+    with Manifest(str(tmp_path / "out.zarr")).lock():  # a live run of the same job
+        result = CliRunner().invoke(main, ["submit", str(job_path), "--quiet"])
+    assert result.exit_code == ExitCode.LOCKED, result.output
+    assert "job is locked by run" in result.output
