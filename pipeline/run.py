@@ -26,7 +26,7 @@ from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import Manifest, UnitRecord
 from pipeline.model.checkpoint import model_fingerprint
-from pipeline.plan import check_chunks
+from pipeline.plan import WorkUnit, check_chunks
 from pipeline.planner import ImagePlan, PlanSummary, pending_units, plan_job, provenance
 from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
@@ -261,19 +261,14 @@ def execute(
     for window in unit_rows(summary.images, spec.output.chunks, spec.resources.window):
         todo = window
         while todo:
+            # The rows as planned (without the error of a failed attempt), for retries.
+            planned = {(r["key"], WorkUnit.from_dict(r).id): r for r in todo}
             retry = []
             for row in run_window(todo, ctx, spec):
-                key, uid = row["key"], f"{row['plane']}/{row['row']}/{row['col']}"
+                key, uid = row["key"], WorkUnit.from_dict(row).id
                 attempts[(key, uid)] += 1
                 if row["error"] and attempts[(key, uid)] <= spec.resources.retries:
-                    retry.append(
-                        next(
-                            r
-                            for r in todo
-                            if r["key"] == key
-                            and (r["plane"], r["row"], r["col"]) == (row["plane"], row["row"], row["col"])
-                        )
-                    )
+                    retry.append(planned[(key, uid)])
                     continue
                 state = "failed" if row["error"] else "done"
                 committer.add(key, UnitRecord(uid, state, attempts.pop((key, uid)), row["input"], row["error"]))
@@ -293,9 +288,9 @@ def execute(
         elapsed = time.perf_counter() - t0
         report.throughput.append((round(elapsed, 2), round(report.megapixels / elapsed, 4) if elapsed else 0.0))
     committer.flush()
-    for key, left in remaining.items():
-        if left == 0 and key not in report.images_completed and plans[key].total == len(plans[key].done):
-            finish_image(plans[key], spec, manifest, store, report)
+    for plan in summary.images:
+        if plan.pending == 0:  # every unit was done before this run (killed before its pyramid)
+            finish_image(plan, spec, manifest, store, report)
 
 
 def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport) -> None:

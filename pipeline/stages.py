@@ -110,11 +110,9 @@ def to_output(probabilities: np.ndarray, kind: str, threshold: float, probabilit
     """(classes, h, w) probabilities -> what the mask store holds for `kind`."""
     if kind == "probabilities":
         return probabilities.astype(probability_dtype)
-    if kind == "mask":
+    if kind == "mask" or probabilities.shape[0] == 1:  # one class: its label is its mask
         foreground = probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
         return (foreground >= threshold).astype(np.uint8)
-    if probabilities.shape[0] == 1:
-        return (probabilities[0] >= threshold).astype(np.uint8)
     return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 

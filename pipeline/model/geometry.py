@@ -44,11 +44,11 @@ def _up_back(cfg: UNetConfig, lo: int, hi: int) -> Interval:
 
 
 def _up_size(cfg: UNetConfig, n: int) -> int:
-    # Bilinear clamps at the edges; a valid net drops the one clamped pixel on each side.
-    return 2 * n - 2 if (cfg.up == "bilinear" and cfg.padding == "valid") else 2 * n
+    return 2 * n - 2 * up_edge_crop(cfg)
 
 
-def _up_crop(cfg: UNetConfig) -> int:
+def up_edge_crop(cfg: UNetConfig) -> int:
+    """Pixels a valid net drops on each side after bilinear up-sampling (which clamps at edges)."""
     return 1 if (cfg.up == "bilinear" and cfg.padding == "valid") else 0
 
 
@@ -122,7 +122,7 @@ def input_interval(cfg: UNetConfig, lo: int, hi: int, skip_crops: list[int]) -> 
             return encoder(level, lo, hi)
         lo, hi = _conv3_back(cfg, *_conv3_back(cfg, lo, hi))
         skip = encoder(level, lo + skip_crops[level], hi + skip_crops[level])
-        crop = _up_crop(cfg)
+        crop = up_edge_crop(cfg)
         up = decoder(level + 1, *_up_back(cfg, lo + crop, hi + crop))
         return min(skip[0], up[0]), max(skip[1], up[1])
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from pipeline.model.config import UNetConfig
+from pipeline.model.geometry import up_edge_crop
 
 
 def _norm_act(cfg: UNetConfig, channels: int) -> list[nn.Module]:
@@ -65,8 +66,7 @@ class UpSample(nn.Sequential):
         if cfg.up_activation:
             layers += _norm_act(cfg, out_channels)
         super().__init__(*layers)
-        # Bilinear up-sampling clamps at the border; a valid net must not keep those pixels.
-        self.edge_crop = 1 if (cfg.up == "bilinear" and cfg.padding == "valid") else 0
+        self.edge_crop = up_edge_crop(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
