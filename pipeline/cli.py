@@ -104,7 +104,35 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     print_report(report)
     if not dry_run:
         write_report_json(spec.output.path, report)
+        write_html_report(spec.output.path)
     sys.exit(ExitCode.PARTIAL if report.status == "partial" else ExitCode.OK)
+
+
+def write_html_report(output: str) -> None:
+    """The HTML report is a view of work already recorded: failing to draw it fails nothing."""
+    from pipeline.htmlreport import build_report
+
+    try:
+        click.echo(f"report: {build_report(output)}")
+    except Exception as exc:
+        click.echo(f"warning: no HTML report: {type(exc).__name__}: {exc}", err=True)
+
+
+@main.command()
+@click.argument("output", metavar="OUTPUT")
+@click.option("--samples", default=4, show_default=True, help="Planes shown large, mask over image.")
+@click.option("--thumbnails", default=24, show_default=True, help="Images in the thumbnail grid.")
+@reports_errors
+def report(output: str, samples: int, thumbnails: int) -> None:
+    """Rebuild OUTPUT/report.html from the job manifest in OUTPUT.
+
+    OUTPUT is the job's output.path (a folder or URL).  The report lists runs,
+    images complete, partial and quarantined (with reasons), throughput over
+    time, and mask-over-image pictures; it opens in any browser, offline.
+    """
+    from pipeline.htmlreport import build_report
+
+    click.echo(build_report(output, samples, thumbnails))
 
 
 @main.command()

@@ -162,11 +162,21 @@ class Manifest:
     def write_run_report(self, report: dict[str, Any]) -> None:
         self.write_text(self._path("runs", f"{self.run_id}.json"), json.dumps(report, indent=2, sort_keys=True))
 
-    def last_run_report(self) -> dict[str, Any] | None:
+    def run_report_paths(self) -> list[str]:
+        """Reports of earlier runs, oldest first (run ids start with their start time)."""
         folder = self._path("runs")
         if not self.fs.exists(folder):
-            return None
-        runs = sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".json"))
+            return []
+        return sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".json"))
+
+    def run_reports(self) -> Iterator[dict[str, Any]]:
+        for path in self.run_report_paths():
+            report = self.read_json(path)
+            if report:
+                yield report
+
+    def last_run_report(self) -> dict[str, Any] | None:
+        runs = self.run_report_paths()
         result: dict[str, Any] | None = self.read_json(runs[-1]) if runs else None
         return result
 

@@ -34,6 +34,7 @@ from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
+TIMELINE_EVERY_S = 1.0
 # Fault injection for the reliability tests: SIGKILL this driver after N committed units.
 KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
 
@@ -50,7 +51,8 @@ class RunReport:
     images_quarantined: dict[str, str] = field(default_factory=dict)
     megapixels: float = 0.0
     seconds: float = 0.0
-    throughput: list[tuple[float, float]] = field(default_factory=list)  # (seconds, Mpx/s)
+    # (seconds since the first unit was sent, megapixels finished): throughput over time
+    timeline: list[tuple[float, float]] = field(default_factory=list)
     dry_run: bool = False
 
     @property
@@ -255,9 +257,10 @@ def execute(
     committer = Committer(manifest)
     total = summary.pending_units
     finished = 0
-    t0 = time.perf_counter()
     if total:
         init_ray(spec.resources.address)
+        report.timeline.append((0.0, 0.0))
+    t0 = time.perf_counter()
     for window in unit_rows(summary.images, spec.output.chunks, spec.resources.window):
         todo = window
         while todo:
@@ -284,13 +287,20 @@ def execute(
                     finish_image(plans[key], spec, manifest, store, report)
                 if progress:
                     progress(finished, total, report.megapixels)
+                record_timeline(report, time.perf_counter() - t0)
             todo = retry
-        elapsed = time.perf_counter() - t0
-        report.throughput.append((round(elapsed, 2), round(report.megapixels / elapsed, 4) if elapsed else 0.0))
+    if total:
+        record_timeline(report, time.perf_counter() - t0, force=True)
     committer.flush()
     for plan in summary.images:
         if plan.pending == 0:  # every unit was done before this run (killed before its pyramid)
             finish_image(plan, spec, manifest, store, report)
+
+
+def record_timeline(report: RunReport, elapsed: float, force: bool = False) -> None:
+    """Sample (seconds, megapixels done) at most every TIMELINE_EVERY_S seconds."""
+    if force or not report.timeline or elapsed - report.timeline[-1][0] >= TIMELINE_EVERY_S:
+        report.timeline.append((round(elapsed, 2), round(report.megapixels, 4)))
 
 
 def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport) -> None:

@@ -34,3 +34,15 @@ def random_model(config: UNetConfig, seed: int = 0) -> UNet:
 @pytest.fixture(params=[p.stem for p in MODEL_CONFIGS])
 def config_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for a test module (starting Ray costs seconds)."""
+    from pipeline.run import init_ray
+
+    init_ray(None)
+    yield
+    import ray
+
+    ray.shutdown()

@@ -9,7 +9,7 @@ import zarr
 
 from pipeline.run import submit
 from pipeline.spec import JobSpec
-from tests.test_run import expected_outputs, make_archive, make_job
+from tests.jobs import expected_outputs, make_archive, make_job
 
 
 @pytest.fixture

@@ -8,81 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import zarr
 from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError, ExitCode
-from pipeline.io import open_archive
-from pipeline.predict import predict_image
 from pipeline.run import submit
-from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
+from tests.jobs import expected_outputs, make_archive, make_job, store_bytes, stored
 
-MODEL = "in_channels: 1\nclasses: 2\ndepth: 2\nbase: 4\npadding: same\nnorm: batch\nhead: softmax\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    from pipeline.run import init_ray
-
-    init_ray(None)
-    yield
-    import ray
-
-    ray.shutdown()
-
-
-def make_archive(folder: Path, sizes=((70, 90), (45, 33)), seed=0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i, (h, w) in enumerate(sizes):
-        tifffile.imwrite(
-            folder / f"img{i}.tif", rng.integers(0, 255, (2, h, w), dtype=np.uint8), photometric="minisblack"
-        )
-    return folder
-
-
-def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
-    (tmp_path / "model.yaml").write_text(MODEL)
-    kind = sections.get("kind", "labels")
-    text = f"""\
-name: test-job
-input: {{path: {archive}}}
-model: {{config: {tmp_path / "model.yaml"}, seed: 3}}
-inference: {{tile: {sections.get("tile", 64)}, batch_size: {sections.get("batch_size", 2)}}}
-output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1}}
-resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}}}
-"""
-    path = tmp_path / "job.yaml"
-    path.write_text(text)
-    return path
-
-
-def expected_outputs(job: JobSpec) -> dict:
-    """predict_image on every plane of every image: the single-process definition."""
-    model = load_model(job.model.checkpoint, job.model.config, job.model.seed)
-    archive = open_archive(job.input.path)
-    result = {}
-    for key in archive.image_keys():
-        image = archive.open(key)
-        h, w = image.plane_shape
-        planes = [image.read(p, slice(0, h), slice(0, w)).astype(np.float32) / 255 for p in range(image.n_planes)]
-        result[key] = np.stack([predict_image(model, p, tile=job.inference.tile, device="cpu") for p in planes])
-    return result
-
-
-def stored(job: JobSpec, key: str) -> np.ndarray:
-    group = "probabilities" if job.output.kind == "probabilities" else "labels"
-    return zarr.open_array(f"{job.output.path}/{group}/{key}/0", mode="r")[:]
-
-
-def store_bytes(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and ".manifest" not in p.parts and p.name != "run-report.json"
-    }
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 @pytest.mark.parametrize(

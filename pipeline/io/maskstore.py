@@ -60,6 +60,11 @@ class OutputLayout:
         return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), "uint8")
 
 
+def plane_index(plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice) -> tuple[Any, ...]:
+    """Index of a region of one plane in an output array with axes `layout_axes`."""
+    return tuple(plane_coords.get(a, slice(None)) if a in "tzc" else rows if a == "y" else cols for a in layout_axes)
+
+
 class MaskStore:
     """Create per-image outputs, write blocks, build pyramids; only the driver creates."""
 
@@ -143,10 +148,15 @@ class MaskStore:
         self, key: str, plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice, block: np.ndarray
     ) -> None:
         """Write one unit's block: (H, W) labels or (classes, H, W) probabilities."""
-        index = tuple(
-            plane_coords.get(a, slice(None)) if a in "tzc" else rows if a == "y" else cols for a in layout_axes
-        )
-        self.level0(key)[index] = block
+        self.level0(key)[plane_index(plane_coords, layout_axes, rows, cols)] = block
+
+    def read_region(self, key: str, plane_coords: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
+        """(H, W) labels or (classes, H, W) probabilities of a region of one plane (slices may step)."""
+        attrs = self.image_attrs(key)
+        if attrs is None:
+            raise OutputError(f"{self.url}: no output for image {key!r}")
+        axes = "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
+        return np.asarray(self.level0(key, mode="r")[plane_index(plane_coords, axes, rows, cols)])
 
     def build_pyramid(self, key: str, levels: int) -> int:
         """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities), block-wise with dask."""
