@@ -97,7 +97,9 @@ class JobSpec(Settings):
         """Parse and validate a job file; relative paths resolve against its folder."""
         doc = read_yaml(path)
         spec = cls.from_yaml_document(doc)
-        return spec.resolved(Path(path).resolve().parent, doc)
+        # absolute(), not resolve(): a job file that is a symlink (a Kubernetes ConfigMap
+        # mount) names paths relative to where it appears, not to its hidden target.
+        return spec.resolved(Path(path).absolute().parent, doc)
 
     def resolved(self, base: Path, doc: YamlDocument | None = None) -> JobSpec:
         def local(p: str | None) -> str | None:

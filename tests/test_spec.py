@@ -71,6 +71,14 @@ def test_relative_paths_resolve_against_the_job_file(tmp_path):
     assert spec.input.path == str(tmp_path / "archive.zarr")
 
 
+def test_a_symlinked_job_file_resolves_against_the_link_as_in_a_configmap_mount(tmp_path):
+    hidden = tmp_path / "jobs" / "..2026_11_23" / "job.yaml"
+    hidden.parent.mkdir(parents=True)
+    hidden.write_text(GOOD.replace("/data/archive.zarr", "../archive.zarr"))
+    (tmp_path / "jobs" / "job.yaml").symlink_to(hidden)
+    assert JobSpec.load(tmp_path / "jobs" / "job.yaml").input.path == str(tmp_path / "archive.zarr")
+
+
 def test_fingerprint_follows_results_not_speed(tmp_path):
     spec = _load(tmp_path, GOOD)
     faster = spec.model_copy(update={"inference": spec.inference.model_copy(update={"batch_size": 32})})

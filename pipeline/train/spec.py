@@ -53,6 +53,9 @@ class TrainLoop(Settings):
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
     validate_every: int = Field(250, ge=1)
+    select: Literal["rand_error", "pixel_error"] = Field(
+        "rand_error", description="validation measure that picks best.safetensors (lowest wins)"
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
 
 
@@ -70,7 +73,7 @@ class TrainSpec(Settings):
         """Read the YAML; relative paths are relative to the YAML file."""
         path = Path(path)
         spec = cls.from_yaml_document(read_yaml(path))
-        base = path.resolve().parent
+        base = path.absolute().parent  # as for job files: relative to where the file appears
 
         def rel(p: str | None) -> str | None:
             return p if p is None or "://" in p else str((base / p).resolve())
