@@ -110,3 +110,74 @@ def test_ray_train_ddp_with_two_cpu_workers_writes_the_same_outputs(tmp_path):
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
     assert "module." not in next(iter(load_checkpoint(out / "best.safetensors").state_dict()))
+
+
+def test_best_checkpoint_follows_the_selected_measure(tmp_path, monkeypatch):
+    import pipeline.train.loop as loop
+
+    saved_at: list[int] = []
+    real_save = loop.save_checkpoint
+
+    def spy(model, path, **extra):
+        if str(path).endswith("best.safetensors"):
+            saved_at.append(len(rows_so_far()))
+        real_save(model, path, **extra)
+
+    def rows_so_far():
+        path = tmp_path / "out" / "metrics.jsonl"
+        return path.read_text().splitlines() if path.exists() else []
+
+    monkeypatch.setattr(loop, "save_checkpoint", spy)
+    spec = make_spec(tmp_path, 8)
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"select": "pixel_error"})})
+    rows = train(spec)
+    errors = [r.pixel_error for r in rows]
+    improved = [i + 1 for i, e in enumerate(errors) if e < min(errors[:i], default=float("inf"))]
+    assert saved_at == improved  # saved exactly when held-out pixel error hit a new low
+
+
+def test_valid_nets_train_on_label_crops_aligned_with_the_output(tmp_path):
+    from pipeline.model import UNet, UNetConfig
+    from pipeline.train.augment import AugmentSettings
+    from pipeline.train.data import Plane, sample_batch
+
+    geometry = UNet(UNetConfig(depth=2, base=4, padding="valid")).geometry
+    tile = geometry.valid_input_at_least(60)
+    yy, xx = np.mgrid[0:80, 0:90]
+    coded = (yy * 90 + xx).astype(np.int64)  # every pixel knows where it came from
+    plane = Plane("p", coded[None].astype(np.float32), coded, np.ones(coded.shape, np.float32))
+    off = AugmentSettings(elastic=False, flips=False, rotations=False, intensity=0.0)
+    x, y, w = sample_batch([plane], 3, tile, geometry, off, np.random.default_rng(0))
+    crop, out = geometry.output_offset, tile - geometry.shrink
+    assert x.shape == (3, 1, tile, tile) and y.shape == w.shape == (3, out, out)
+    np.testing.assert_array_equal(y, x[:, 0, crop : crop + out, crop : crop + out].astype(np.int64))
+
+
+def test_evaluate_a_mask_store_against_hand_counted_errors(tmp_path):
+    from pipeline.io.maskstore import MaskStore, OutputLayout
+
+    truth = np.zeros((8, 8), np.uint8)
+    truth[:, 4:] = 255
+    (tmp_path / "labels").mkdir()
+    Image.fromarray(truth).save(tmp_path / "labels" / "a.png")
+    mask = (truth > 0).astype(np.uint8)
+    mask[0, :4] = 1  # four false positives
+    store = MaskStore(str(tmp_path / "out.zarr"), "labels")
+    store.create_image("a", OutputLayout("yx", (8, 8), (8, 8), "uint8"), {}, {})
+    store.write_block("a", {}, "yx", slice(0, 8), slice(0, 8), mask)
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--store",
+            str(tmp_path / "out.zarr"),
+            "--labels",
+            str(tmp_path / "labels"),
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert summary["pixel_error"] == 4 / 64
+    assert summary["iou"][1] == 32 / 36  # foreground: 32 shared, 36 in the union

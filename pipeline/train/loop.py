@@ -3,8 +3,8 @@
     segment-archive train jobs/train-isbi2012.yaml [--resume]
 
 Writes into the spec's output folder: `last.pt` (model, optimizer, step, RNG:
-what `--resume` continues from), `best.safetensors` (best validation Rand
-error so far), `metrics.csv` and `metrics.jsonl` (one row per validation).
+what `--resume` continues from), `best.safetensors` (lowest validation
+`train.select` so far), `metrics.csv` and `metrics.jsonl` (one row per validation).
 """
 
 from __future__ import annotations
@@ -117,12 +117,12 @@ def append_metrics(folder: Path, row: Validation) -> None:
 def resume_state(
     folder: Path, model: UNet, optimizer: torch.optim.Optimizer
 ) -> tuple[int, float, dict[str, Any] | None]:
-    """(next step, best Rand error, RNG state) from `last.pt`, restoring model and optimizer."""
+    """(next step, best validation score, RNG state) from `last.pt`, restoring model and optimizer."""
     payload = read_checkpoint(folder / "last.pt")
     restored = model_from_payload(payload, str(folder / "last.pt"))
     model.load_state_dict(restored.state_dict())
     optimizer.load_state_dict(payload["optimizer"])
-    return int(payload["step"]), float(payload["best_rand_error"]), json.loads(payload["rng"])
+    return int(payload["step"]), float(payload["best_score"]), json.loads(payload["rng"])
 
 
 ProgressHook = Callable[[int, float, float], None]
@@ -184,15 +184,16 @@ def train(
             row = validate(model, val_planes or train_planes[:2], step)
             rows.append(row)
             append_metrics(folder, row)
-            if row.rand_error < best:
-                best = row.rand_error
+            score = getattr(row, t.select)
+            if score < best:
+                best = score
                 save_checkpoint(model, folder / "best.safetensors")
             save_checkpoint(
                 model,
                 folder / "last.pt",
                 optimizer=optimizer.state_dict(),
                 step=step,
-                best_rand_error=best,
+                best_score=best,
                 rng=json.dumps(rng.bit_generator.state),
             )
     return rows
