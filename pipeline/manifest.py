@@ -32,6 +32,7 @@ import fsspec
 from pipeline.errors import JobLockedError, OutputError
 
 MANIFEST_DIR = ".manifest"
+FINISHED_STATES = ("done", "skipped")
 
 
 def image_dir_name(key: str) -> str:
@@ -41,10 +42,14 @@ def image_dir_name(key: str) -> str:
 @dataclass
 class UnitRecord:
     unit: str
-    state: str  # "done" | "failed"
+    state: str  # "done" | "skipped" (empty: written as background) | "failed"
     attempts: int
     input: str
     error: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)

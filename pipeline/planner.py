@@ -110,7 +110,7 @@ def plan_image(
         image, spec.output.kind, model.config.classes, spec.output.chunks, spec.output.probability_dtype
     )
     records = manifest.unit_records(key)
-    done = {u for u, r in records.items() if r.state == "done" and r.input == image.fingerprint}
+    done = {u for u, r in records.items() if r.finished and r.input == image.fingerprint}
     if store is not None:
         written = (store.image_attrs(key) or {}).get("segment-archive", {})
         same_input = written.get("input_fingerprint") == image.fingerprint

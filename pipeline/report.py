@@ -29,7 +29,8 @@ def print_report(report: RunReport) -> None:
     )
     if not report.dry_run:
         console.print(
-            f"  done: {report.units_done} unit(s), {len(report.images_completed)} image(s) completed, "
+            f"  done: {report.units_done} unit(s) ({report.units_skipped} empty, written as background), "
+            f"{len(report.images_completed)} image(s) completed, "
             f"{report.megapixels:.2f} Mpx in {report.seconds:.1f} s ({d['megapixels_per_second']} Mpx/s)"
         )
     for label, items in (("image", report.images_quarantined), ("unit", report.units_quarantined)):
@@ -58,7 +59,8 @@ def job_status(spec: JobSpec) -> str:
         states[record.get("state", "?")] = states.get(record.get("state", "?"), 0) + 1
         if record.get("state") != "complete":
             for r in manifest.unit_records(record["key"]).values():
-                units[r.state] = units.get(r.state, 0) + 1
+                state = "done" if r.finished else r.state
+                units[state] = units.get(state, 0) + 1
         else:
             units["done"] += int(record.get("units", 0))
     last: dict[str, Any] = manifest.last_run_report() or {}

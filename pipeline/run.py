@@ -45,7 +45,8 @@ class RunReport:
     run_id: str
     job_fingerprint: str
     plan: dict[str, Any]
-    units_done: int = 0
+    units_done: int = 0  # masks written, by the net or as background (units_skipped of them)
+    units_skipped: int = 0
     units_quarantined: dict[str, str] = field(default_factory=dict)
     images_completed: list[str] = field(default_factory=list)
     images_quarantined: dict[str, str] = field(default_factory=dict)
@@ -90,6 +91,8 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         device=spec.inference.device,
         precision=spec.inference.precision,
         threads=max(1, int(spec.resources.cpus_per_actor)),
+        skip_std=spec.inference.skip_empty.std_below if spec.inference.skip_empty else None,
+        skip_stride=spec.inference.skip_empty.stride if spec.inference.skip_empty else 4,
         run_id=run_id,
     )
 
@@ -127,6 +130,7 @@ def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int], window: int) -> I
                 input=plan.input,
                 out_axes=plan.out_axes,
                 error="",
+                skipped=False,
             )
             batch.append(row)
             if len(batch) == window:
@@ -158,7 +162,8 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
         zero_copy_batch=True,
     )
     ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    yield from ds.select_columns(["key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error"]).iter_rows()
+    columns = ["key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "skipped"]
+    yield from ds.select_columns(columns).iter_rows()
 
 
 class Committer:
@@ -273,13 +278,14 @@ def execute(
                 if row["error"] and attempts[(key, uid)] <= spec.resources.retries:
                     retry.append(planned[(key, uid)])
                     continue
-                state = "failed" if row["error"] else "done"
+                state = "failed" if row["error"] else "skipped" if row["skipped"] else "done"
                 committer.add(key, UnitRecord(uid, state, attempts.pop((key, uid)), row["input"], row["error"]))
                 finished += 1
                 if state == "failed":
                     report.units_quarantined[f"{key}:{uid}"] = row["error"]
                 else:
                     report.units_done += 1
+                    report.units_skipped += state == "skipped"
                     report.megapixels += (row["y1"] - row["y0"]) * (row["x1"] - row["x0"]) / 1e6
                 remaining[key] -= 1
                 if remaining[key] == 0:

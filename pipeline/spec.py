@@ -48,6 +48,19 @@ class ModelSpec(Settings):
         return self
 
 
+class SkipEmpty(Settings):
+    """Blocks with nothing in them are written as background without running the net.
+
+    A block is empty when the standard deviation of its normalised pixels,
+    sampled every `stride` pixels, is below `std_below` (flat resin, empty
+    slide, padding).  Judged on the block's own pixels from the window the
+    reader fetched anyway: no extra read.
+    """
+
+    std_below: float = Field(gt=0, description="normalised standard deviation below which a block is empty")
+    stride: int = Field(4, ge=1, le=64, description="sample every stride-th pixel along y and x")
+
+
 class InferenceSpec(Settings):
     tile: int = Field(
         1024, ge=16, description="input tile size requested (snapped to a legal size, shrunk to one block)"
@@ -57,6 +70,7 @@ class InferenceSpec(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     threshold: float = Field(0.5, description="output.kind mask: foreground where its probability >= this")
+    skip_empty: SkipEmpty | None = Field(None, description="write flat blocks as background, without the net")
 
 
 class OutputSpec(Settings):
@@ -132,6 +146,7 @@ class JobSpec(Settings):
             "precision": self.inference.precision,
             "tile": self.inference.tile,
             "threshold": self.inference.threshold if self.output.kind == "mask" else None,
+            "skip_empty": self.inference.skip_empty.model_dump() if self.inference.skip_empty else None,
             "output": self.output.model_dump(mode="json", exclude={"path"}),
             "axes": self.input.axes,
             "stack": self.input.stack,

@@ -46,6 +46,8 @@ class StageContext:
     device: str
     precision: str
     threads: int = 1
+    skip_std: float | None = None  # inference.skip_empty: flat blocks skip the net
+    skip_stride: int = 4
     # Worker caches of opened images are per run: a rerun must see the archive as it is now.
     run_id: str = ""
 
@@ -92,8 +94,14 @@ def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
         row["error"] = describe_failure(row, exc)
 
 
+def is_flat(pixels: np.ndarray, std_below: float, stride: int) -> bool:
+    """True when every channel of (C, h, w) pixels, sampled every `stride` px, varies less than `std_below`."""
+    sample = pixels[:, ::stride, ::stride]
+    return bool(sample.size) and float(sample.reshape(sample.shape[0], -1).std(axis=1).max()) < std_below
+
+
 def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """Add the unit's mirrored, normalised input window (C, h, w) float32."""
+    """Add the unit's mirrored, normalised input window (C, h, w) float32, or mark the unit skipped."""
     row["window"] = empty_window(ctx)
     if not row["error"]:
         with failures_recorded(row):
@@ -102,8 +110,23 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
             _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
             raw = image.read_window(unit.plane, rows, cols)
             where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
-            row["window"] = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+            window = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+            block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
+            if ctx.skip_std is not None and is_flat(block, ctx.skip_std, ctx.skip_stride):
+                row["skipped"] = True
+            else:
+                row["window"] = window
     return row
+
+
+def background(classes: int, shape: tuple[int, int], kind: str, probability_dtype: str) -> np.ndarray:
+    """What the store holds for a block of pure background (class 0 everywhere)."""
+    if kind != "probabilities":
+        return np.zeros(shape, dtype=np.uint8)
+    probabilities = np.zeros((classes, *shape), dtype=probability_dtype)
+    if classes > 1:
+        probabilities[0] = 1
+    return probabilities
 
 
 def to_output(probabilities: np.ndarray, kind: str, threshold: float, probability_dtype: str) -> np.ndarray:
@@ -128,13 +151,18 @@ class PredictStage:
         torch.set_num_threads(ctx.threads)
         self.ctx = ctx
         self.predictor = Predictor.create(load_model(ctx.checkpoint, ctx.config, ctx.seed), ctx.device, ctx.precision)  # type: ignore[arg-type]
+        self.classes = self.predictor.model.config.classes
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from pipeline.predict import predict_windows
 
         n = len(batch["key"])
         rows = [{k: batch[k][i] for k in batch} for i in range(n)]
-        todo = [r for r in rows if not r["error"]]
+        todo = [r for r in rows if not r["error"] and not r["skipped"]]
+        for r in rows:
+            if r["skipped"] and not r["error"]:
+                shape = (int(r["y1"] - r["y0"]), int(r["x1"] - r["x0"]))
+                r["block"] = background(self.classes, shape, self.ctx.kind, self.ctx.probability_dtype)
         jobs = []
         for r in todo:
             grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)

@@ -62,5 +62,5 @@ def store_bytes(path: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(path)): p.read_bytes()
         for p in sorted(path.rglob("*"))
-        if p.is_file() and ".manifest" not in p.parts and p.name != "run-report.json"
+        if p.is_file() and ".manifest" not in p.parts and p.name not in ("run-report.json", "report.html")
     }

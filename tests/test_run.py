@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.run import submit
-from pipeline.spec import JobSpec
+from pipeline.spec import JobSpec, SkipEmpty
 from tests.jobs import expected_outputs, make_archive, make_job, store_bytes, stored
 
 pytestmark = pytest.mark.usefixtures("local_ray")
@@ -160,3 +160,26 @@ def test_a_second_submit_while_the_first_holds_the_lock_exits_locked(tmp_path):
         result = CliRunner().invoke(main, ["submit", str(job_path), "--quiet"])
     assert result.exit_code == ExitCode.LOCKED, result.output
     assert "job is locked by run" in result.output
+
+
+def test_flat_blocks_are_skipped_as_background_and_the_rest_is_unchanged(tmp_path):
+    archive = tmp_path / "in"
+    archive.mkdir()
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (1, 64, 96), dtype=np.uint8)
+    pixels[:, :, :64] = 200  # four 32x32 blocks of flat resin
+    tifffile.imwrite(archive / "half.tif", pixels, photometric="minisblack")
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    plain = JobSpec.load(make_job(reference, archive, kind="probabilities"))
+    submit(plain)
+    job = JobSpec.load(make_job(tmp_path, archive, kind="probabilities"))
+    job = job.model_copy(
+        update={"inference": job.inference.model_copy(update={"skip_empty": SkipEmpty(std_below=0.01, stride=2)})}
+    )
+    report = submit(job)
+    assert (report.units_done, report.units_skipped) == (6, 4)
+    got, full = stored(job, "half"), stored(plain, "half")
+    np.testing.assert_array_equal(got[..., 64:], full[..., 64:])  # blocks with content: as without the rule
+    assert (got[0, :, :, :64] == 1).all() and (got[1, :, :, :64] == 0).all()  # skipped: background, class 0
+    assert submit(job).units_done == 0, "skipped units are finished: a rerun has nothing to do"
