@@ -145,7 +145,8 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
     import ray
 
     r = spec.resources
-    ds: Any = ray.data.from_items(rows, override_num_blocks=min(len(rows), max(8, 4 * r.actors)))
+    # One unit per block: each unit streams (and is committed) as soon as it is written.
+    ds: Any = ray.data.from_items(rows, override_num_blocks=len(rows))
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests
     # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
@@ -161,9 +162,10 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
         num_cpus=r.cpus_per_actor,
         zero_copy_batch=True,
     )
+    # write_unit returns only the small columns: a select_columns stage here would be a
+    # task of its own asking for a whole CPU, and stalled the stream until the end.
     ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    columns = ["key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "skipped"]
-    yield from ds.select_columns(columns).iter_rows()
+    yield from ds.iter_rows()
 
 
 class Committer:

@@ -186,13 +186,18 @@ def _store(url: str, kind: str) -> MaskStore:
     return MaskStore(url, kind)
 
 
+FINISHED_COLUMNS = ("key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "skipped")
+
+
 def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """Write the unit's block into the mask store (whole chunks, atomic per chunk)."""
+    """Write the unit's block into the mask store (whole chunks, atomic per chunk).
+
+    Returns only what the driver needs to commit the unit (no pixels).
+    """
     if not row["error"]:
         with failures_recorded(row):
             unit = WorkUnit.from_dict(row)
             coords = {"t": int(row["t"]), "z": int(row["z"])}
             rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
             _store(ctx.output_url, ctx.kind).write_block(unit.key, coords, row["out_axes"], rows, cols, row["block"])
-    row["block"] = empty_block(ctx)
-    return row
+    return {k: row[k] for k in FINISHED_COLUMNS}
