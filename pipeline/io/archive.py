@@ -36,12 +36,20 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def printable(name: str) -> str:
+    """A file name as text that can always be printed and logged.
+
+    Python keeps the bytes of a name that is not valid UTF-8 as lone
+    surrogates, which no terminal or JSON encoder can write; they become
+    backslash escapes (b'\\xff' -> '\\xff') here, once, where names enter.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def check_key(key: str, source: str) -> str:
     """A key is a relative path of plain characters: no '..', not absolute, valid UTF-8."""
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{source}: image name is not valid UTF-8: {key.encode('utf-8', 'replace')!r}") from None
+    if "\\x" in key:
+        raise InputError(f"{source}: image name is not valid UTF-8 ({key!r})")
     parts = key.split("/")
     if key.startswith("/") or ".." in parts or not _KEY_CHARS.match(key):
         raise InputError(f"{source}: image key {key!r} is not a plain relative name (letters, digits, . _ - / only)")
@@ -104,7 +112,7 @@ class Archive:
         return path.rstrip("/").rsplit("/", 1)[-1]
 
     def _key(self, path: str, base: str) -> str:
-        rel = path[len(base) :].lstrip("/") if path.startswith(base) else self._name(path)
+        rel = printable(path[len(base) :].lstrip("/") if path.startswith(base) else self._name(path))
         for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *TIFF_SUFFIXES, *SLICE_SUFFIXES, ".zarr"):
             if rel.lower().endswith(suffix):
                 return rel[: -len(suffix)]
@@ -170,7 +178,9 @@ class Archive:
         entry = self.entries.get(key)
         if entry is None:
             raise InputError(f"{self.url}: no image with key {key!r}")
-        source = entry.paths[0] if len(entry.paths) == 1 else f"{self._name(entry.paths[0])}..{entry.paths[-1]}"
+        source = printable(
+            entry.paths[0] if len(entry.paths) == 1 else f"{self._name(entry.paths[0])}..{entry.paths[-1]}"
+        )
         check_key(key, source)
         if entry.kind == "zarr":
             node = open_zarr_node(self._zarr_store(entry.paths[0]), "", source)
