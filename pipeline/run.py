@@ -52,7 +52,7 @@ class RunReport:
     images_quarantined: dict[str, str] = field(default_factory=dict)
     megapixels: float = 0.0
     seconds: float = 0.0
-    # (seconds since the first unit was sent, megapixels finished): throughput over time
+    # (seconds since Ray was ready, megapixels finished so far): throughput over time
     timeline: list[tuple[float, float]] = field(default_factory=list)
     dry_run: bool = False
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import SegmentArchiveError
+from pipeline.faults import inject
 from pipeline.io.archive import Archive, open_archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore
@@ -104,7 +105,9 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Add the unit's mirrored, normalised input window (C, h, w) float32, or mark the unit skipped."""
     row["window"] = empty_window(ctx)
     if not row["error"]:
+        inject("read_exit")
         with failures_recorded(row):
+            inject("read_error")
             unit = WorkUnit.from_dict(row)
             image = _image(ctx, unit.key)
             _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
@@ -156,6 +159,7 @@ class PredictStage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from pipeline.predict import predict_windows
 
+        inject("predict_exit")
         n = len(batch["key"])
         rows = [{k: batch[k][i] for k in batch} for i in range(n)]
         todo = [r for r in rows if not r["error"] and not r["skipped"]]
@@ -195,7 +199,10 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     Returns only what the driver needs to commit the unit (no pixels).
     """
     if not row["error"]:
+        inject("write_exit")
         with failures_recorded(row):
+            inject("write_error")
+            inject("write_full")
             unit = WorkUnit.from_dict(row)
             coords = {"t": int(row["t"]), "z": int(row["z"])}
             rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)

@@ -1,5 +1,6 @@
 """Small archives and job files for the tests that run `submit`, and what they should produce."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,14 @@ def store_bytes(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and ".manifest" not in p.parts and p.name not in ("run-report.json", "report.html")
     }
+
+
+def committed_units(out: Path) -> list[tuple[str, str]]:
+    """(image, unit) of every finished-unit record in the manifest, repeats included."""
+    units = []
+    for path in sorted((out / ".manifest" / "units").rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["state"] in ("done", "skipped"):
+                units.append((path.parent.name, record["unit"]))
+    return units

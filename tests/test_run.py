@@ -1,10 +1,5 @@
 """`submit` end to end on local Ray: exact, resumable, incremental, and bad input quarantined."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
@@ -14,7 +9,7 @@ from pipeline.cli import main
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.run import submit
 from pipeline.spec import JobSpec, SkipEmpty
-from tests.jobs import expected_outputs, make_archive, make_job, store_bytes, stored
+from tests.jobs import expected_outputs, make_archive, make_job, stored
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -107,36 +102,6 @@ def test_dry_run_and_plan_write_nothing(tmp_path):
         assert result.exit_code == 0, result.output
         assert "2 image(s) to process" in result.output and "26 unit(s) pending" in result.output
     assert not (tmp_path / "out.zarr").exists()
-
-
-def _submit_subprocess(job_path: Path, kill_after: int) -> int:
-    env = {**os.environ, "SEGMENT_ARCHIVE_KILL_AFTER_UNITS": str(kill_after), "SEGMENT_ARCHIVE_COMMIT_EVERY_S": "0"}
-    cmd = [sys.executable, "-m", "pipeline.cli", "submit", str(job_path), "--quiet"]
-    return subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode
-
-
-def _committed_units(out: Path) -> list[tuple[str, str]]:
-    units = []
-    for path in sorted((out / ".manifest" / "units").rglob("*.jsonl")):
-        units += [
-            (path.parent.name, line.split('"unit": "')[1].split('"')[0]) for line in path.read_text().splitlines()
-        ]
-    return units
-
-
-def test_kill_minus_9_of_the_driver_resumes_bit_identical_without_recomputing(tmp_path):
-    archive = make_archive(tmp_path / "in", sizes=((70, 90), (64, 64)))
-    reference = tmp_path / "ref"
-    reference.mkdir()
-    submit(JobSpec.load(make_job(reference, archive)))
-    job_path = make_job(tmp_path, archive)
-    for kill_after in (1, 5, 11):
-        code = _submit_subprocess(job_path, kill_after)
-        assert code == -9, code
-    assert _submit_subprocess(job_path, 0) == 0
-    units = _committed_units(tmp_path / "out.zarr")
-    assert len(units) == len(set(units)), "a committed unit was computed again"
-    assert store_bytes(tmp_path / "out.zarr") == store_bytes(reference / "out.zarr")
 
 
 def test_mask_output_and_a_channel_mismatch_quarantined_by_name(tmp_path):

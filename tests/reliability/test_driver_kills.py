@@ -1,0 +1,79 @@
+"""kill -9 of the driver at random instants: nothing lost, nothing computed twice, bytes identical."""
+
+import random
+import time
+
+import pytest
+
+from pipeline.manifest import Manifest
+from tests.jobs import committed_units, make_archive, make_job, store_bytes
+from tests.reliability.conftest import differing_bytes, run_submit, submit_process
+
+pytestmark = pytest.mark.reliability
+SIZES = ((256, 256), (256, 192), (192, 256), (96, 300))  # 64 + 48 + 48 + 30 = 190 units of 32x32
+
+
+def manifest_is_readable(out) -> None:
+    manifest = Manifest(str(out))
+    manifest.job()
+    for record in manifest.image_records():
+        manifest.unit_records(record["key"])
+    for key in ("img0", "img1", "img2", "img3"):
+        manifest.unit_records(key)
+
+
+def kill_at(job, seconds: float | None = None, after_units: int = 0) -> int:
+    env = {"SEGMENT_ARCHIVE_KILL_AFTER_UNITS": str(after_units)} if after_units else None
+    proc = submit_process(job, env)
+    if seconds is not None:
+        deadline = time.monotonic() + seconds
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+    proc.communicate(timeout=600)
+    return proc.returncode
+
+
+def kill_and_resume(tmp_path, kills: int, seed: int, figures) -> None:
+    archive = make_archive(tmp_path / "in", sizes=SIZES)
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    code, output = run_submit(make_job(reference, archive))
+    assert code == 0, output
+    job = make_job(tmp_path, archive)
+    rng = random.Random(seed)
+    killed = 0
+    for i in range(kills):
+        # One in three at a random instant of the first seconds (Ray start-up, planning,
+        # the lock, the first commits); the others right after a random number of
+        # committed units, so that every kill lands while work is left.
+        if i % 3 == 0:
+            code = kill_at(job, seconds=rng.uniform(0.5, 8.0))
+        else:
+            code = kill_at(job, after_units=rng.randint(1, 6))
+        killed += code == -9
+        assert code in (-9, 0), f"run {i} ended with {code}"
+        manifest_is_readable(tmp_path / "out.zarr")
+    code, output = run_submit(job)
+    assert code == 0, output
+    units = committed_units(tmp_path / "out.zarr")
+    recomputed = len(units) - len(set(units))
+    planned = 2 * sum(-(-h // 32) * -(-w // 32) for h, w in SIZES)  # two planes per image
+    lost = planned - len(set(units))
+    differing = differing_bytes(store_bytes(tmp_path / "out.zarr"), store_bytes(reference / "out.zarr"))
+    figures["driver_kills"] += killed
+    figures["units_recomputed_after_commit"] += recomputed
+    figures["units_lost"] += lost
+    figures["bytes_differing"] += differing
+    assert killed >= kills - kills // 3, f"only {killed} of {kills} runs were killed before they finished"
+    assert (recomputed, lost, differing) == (0, 0, 0)
+
+
+def test_three_kills_at_random_instants(tmp_path, figures):
+    kill_and_resume(tmp_path, kills=3, seed=7, figures=figures)
+
+
+@pytest.mark.slow
+def test_twenty_kills_at_random_instants(tmp_path, figures):
+    kill_and_resume(tmp_path, kills=20, seed=2026, figures=figures)
