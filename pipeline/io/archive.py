@@ -48,8 +48,8 @@ def printable(name: str) -> str:
 
 def check_key(key: str, source: str) -> str:
     """A key is a relative path of plain characters: no '..', not absolute, valid UTF-8."""
-    if "\\x" in key:
-        raise InputError(f"{source}: image name is not valid UTF-8 ({key!r})")
+    if "\\x" in key or printable(key) != key:  # escaped where listed, or raw surrogates
+        raise InputError(f"{source}: image name is not valid UTF-8 ({printable(key)!r})")
     parts = key.split("/")
     if key.startswith("/") or ".." in parts or not _KEY_CHARS.match(key):
         raise InputError(f"{source}: image key {key!r} is not a plain relative name (letters, digits, . _ - / only)")

@@ -85,6 +85,7 @@ def test_flaky_input_filesystem_costs_at_most_a_rerun(tmp_path, reference, figur
     assert 1 <= fired <= 6 and differing == 0
 
 
+@pytest.mark.slow
 def test_disk_full_fails_units_clearly_and_a_rerun_after_freeing_space_completes(tmp_path, reference, figures):
     from pipeline.manifest import Manifest
 
