@@ -46,6 +46,7 @@ def main() -> None:
       segment-archive plan jobs/demo.yaml       what would run
       segment-archive submit jobs/demo.yaml     run it (resumes if interrupted)
       segment-archive status jobs/demo.yaml     done / pending / failed units
+      segment-archive report out/demo.zarr      rebuild the HTML report of an output
       segment-archive model info MODEL          config, parameters, tile geometry
 
     Exit codes: 0 complete, 2 invalid input, 3 partial (some units
