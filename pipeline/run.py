@@ -108,7 +108,8 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, **kwargs)
     else:
         # A little over the core count, so reader and writer tasks run beside busy actors.
-        ray.init(num_cpus=(os.cpu_count() or 1) + 2, **kwargs)
+        # "local": a Ray of our own, even if a `ray start` cluster runs on this machine.
+        ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 2, **kwargs)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
