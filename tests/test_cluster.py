@@ -49,3 +49,16 @@ def test_submit_to_a_three_node_cluster_and_survive_losing_a_node(cluster, tmp_p
     for key, probabilities in expected_outputs(job).items():
         stored = zarr.open_array(f"{job.output.path}/labels/{key}/0", mode="r")[:]
         np.testing.assert_array_equal(stored, probabilities.argmax(axis=1).astype(np.uint8))
+
+
+def test_a_job_without_an_address_gets_its_own_local_ray_beside_a_running_cluster(cluster):
+    import ray
+
+    from pipeline.run import init_ray
+
+    ray.shutdown()
+    init_ray(None)  # ray.init() alone would join the cluster (and refuse num_cpus)
+    try:
+        assert len(ray.nodes()) == 1
+    finally:
+        ray.shutdown()
