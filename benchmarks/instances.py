@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from benchmarks.common import emit
-from pipeline.instances import BlockGrid, block_pairs, label_block, merge_table, raster_first_ids
+from pipeline.instances import BlockGrid, label_block
+from pipeline.objects import BlockSummary, merge_plane, summarise_block
 
 
 def synthetic_mask(size: int) -> np.ndarray:
@@ -38,8 +39,15 @@ def main() -> None:
     t0 = time.perf_counter()
     labels = {n: label_block(mask[grid.slices(r, c)], n, args.connectivity) for n, r, c in grid.blocks()}
     t1 = time.perf_counter()
-    pairs = block_pairs(grid, labels, args.connectivity)
-    table = merge_table(raster_first_ids(grid, labels), pairs)
+    # What workers send the driver: edges and per-id sums, as bytes (the pipeline's path).
+    summaries = {}
+    for n, r, c in grid.blocks():
+        rows, cols = grid.slices(r, c)
+        summaries[n] = summarise_block(labels[n], (rows.start, cols.start), args.size).to_bytes()
+    t_summary = time.perf_counter()
+    received = {n: BlockSummary.from_bytes(b) for n, b in summaries.items()}
+    objects = merge_plane(grid, received, args.connectivity)
+    table = objects.table
     t2 = time.perf_counter()
     for n, _, _ in grid.blocks():
         table.lookup(labels[n])
@@ -55,14 +63,16 @@ def main() -> None:
             "block": args.block,
             "blocks": len(labels),
             "provisional_ids": len(table.ids),
-            "cross_block_pairs": len(pairs),
+            "summaries_mb": round(sum(len(b) for b in summaries.values()) / 1e6, 1),
             "objects": table.objects,
             "objects_equal_skimage": table.objects == int(whole.max()),
             "label_blocks_seconds": round(t1 - t0, 2),
-            "merge_seconds": round(t2 - t1, 2),
+            "summarise_blocks_seconds": round(t_summary - t1, 2),
+            "merge_seconds": round(t2 - t_summary, 2),
             "relabel_seconds": round(t3 - t2, 2),
             "skimage_whole_image_seconds": round(t4 - t3, 2),
             "merge_table_mb": round((table.ids.nbytes + table.final.nbytes) / 1e6, 1),
+            "saved_plane_objects_mb": round(len(objects.to_bytes()) / 1e6, 1),
         },
     )
 

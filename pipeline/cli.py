@@ -217,7 +217,10 @@ def evaluate(
     foreground: str,
     json_path: str | None,
 ) -> None:
-    """Pixel error, Rand error (ISBI 2012) and IoU/Dice against ground truth."""
+    """Pixel error, Rand error (ISBI 2012) and IoU/Dice against ground truth.
+
+    For a store of output.kind instances, the Rand error of its objects instead.
+    """
     import json
 
     from pipeline.errors import ConfigError

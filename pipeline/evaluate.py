@@ -1,7 +1,9 @@
 """`segment-archive evaluate`: score predictions against ground truth with the ISBI 2012 measures.
 
 Predictions come from a checkpoint (predicted here) or from a mask store
-written by `submit` (labels, mask or probabilities).  Ground truth is any
+written by `submit` (labels, mask or probabilities).  For instances, the
+objects themselves are scored: their foreground-restricted Rand error against
+the truth's objects (the 4-connected components of non-boundary pixels).  Ground truth is any
 labelled archive pipeline.io reads; `foreground` says which label pixels are
 class 1 (ISBI: membrane is black, `zero`).
 """
@@ -19,7 +21,7 @@ from pipeline.errors import InputError
 from pipeline.io import open_archive
 from pipeline.io.maskstore import label_name
 from pipeline.io.normalize import NormalizeSettings, affine_for, normalize
-from pipeline.metrics import iou_dice, pixel_error, rand_error
+from pipeline.metrics import connected_components, iou_dice, pixel_error, rand_error, rand_f_score
 
 
 @dataclass
@@ -34,10 +36,27 @@ class PlaneScore:
 
 
 @dataclass
+class InstanceScore:
+    key: str
+    plane: int
+    rand_error: float
+    objects: int
+    truth_objects: int
+
+
+@dataclass
 class Evaluation:
     planes: list[PlaneScore] = field(default_factory=list)
+    instances: list[InstanceScore] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        if self.instances:
+            return {
+                "planes": len(self.instances),
+                "instance_rand_error": float(np.mean([s.rand_error for s in self.instances])),
+                "objects": sum(s.objects for s in self.instances),
+                "truth_objects": sum(s.truth_objects for s in self.instances),
+            }
         if not self.planes:
             return {"planes": 0}
 
@@ -54,7 +73,7 @@ class Evaluation:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "planes": [asdict(p) for p in self.planes]}
+        return {"summary": self.summary(), "planes": [asdict(p) for p in self.planes or self.instances]}
 
 
 def score_plane(key: str, plane: int, foreground_probability: np.ndarray, truth: np.ndarray) -> PlaneScore:
@@ -63,6 +82,13 @@ def score_plane(key: str, plane: int, foreground_probability: np.ndarray, truth:
     rand, threshold = rand_error(foreground_probability, truth.astype(bool))
     overlap = iou_dice(predicted, truth, 2)
     return PlaneScore(key, plane, pixel_error(predicted, truth), rand, threshold, overlap["iou"], overlap["dice"])
+
+
+def score_instances(key: str, plane: int, objects: np.ndarray, truth: np.ndarray) -> InstanceScore:
+    """Rand error of (H, W) object ids against the truth's objects; `truth` is the class map, 1 = boundary."""
+    truth_objects = connected_components(truth == 0, connectivity=1)
+    error = 1.0 - rand_f_score(truth_objects, objects)
+    return InstanceScore(key, plane, error, len(np.unique(objects[objects > 0])), int(truth_objects.max()))
 
 
 def truth_planes(labels: str, keys: list[str] | None, foreground: str) -> Iterator[tuple[str, int, np.ndarray]]:
@@ -120,7 +146,11 @@ def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreg
                 level0 = zarr.open_array(f"{store}/{group}/{label_name(key)}/0", mode="r")
             except Exception:
                 continue
-            result.planes.append(score_plane(key, plane, store_foreground(level0, group, plane), truth))
+            if level0.dtype == np.uint32:  # output.kind instances
+                objects = np.asarray(level0[...]).reshape(-1, *level0.shape[-2:])[plane]
+                result.instances.append(score_instances(key, plane, objects, truth))
+            else:
+                result.planes.append(score_plane(key, plane, store_foreground(level0, group, plane), truth))
             break
         else:
             raise InputError(f"{store}: no output for image {key!r}")

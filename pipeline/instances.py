@@ -14,7 +14,7 @@ to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,9 @@ from scipy.sparse.csgraph import connected_components
 from pipeline.errors import ConfigError
 
 LOCAL_BITS = 32
+# Ids with the top bit set are global already (the same in every block that sees the object,
+# e.g. a watershed region named by its first pixel): they are never merged with neighbours.
+GLOBAL_BIT = np.uint64(1 << 63)
 
 
 @dataclass(frozen=True)
@@ -89,22 +92,40 @@ def corner_pair(a: np.uint64, b: np.uint64) -> np.ndarray:
     return np.array([[a, b]], np.uint64) if a and b else np.zeros((0, 2), np.uint64)
 
 
-def block_pairs(grid: BlockGrid, labels: dict[int, np.ndarray], connectivity: int) -> np.ndarray:
-    """Touching provisional ids across every shared face (and corner, for 8-connectivity)."""
+@dataclass(frozen=True)
+class BlockEdges:
+    """The provisional ids on a block's four borders: all that its neighbours need to merge with it."""
+
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+    @classmethod
+    def of(cls, ids: np.ndarray) -> BlockEdges:
+        return cls(ids[0].copy(), ids[-1].copy(), ids[:, 0].copy(), ids[:, -1].copy())
+
+
+def block_pairs(grid: BlockGrid, edges: Mapping[int, BlockEdges], connectivity: int) -> np.ndarray:
+    """Provisional ids that touch across shared faces (and corners, for 8-connectivity).
+
+    Global ids (GLOBAL_BIT set) are the same in every block and never merge.
+    """
     rows, cols = grid.counts
     found = [np.zeros((0, 2), np.uint64)]
     for number, r, c in grid.blocks():
-        here = labels[number]
+        here = edges[number]
         if c + 1 < cols:
-            found.append(touching_pairs(here[:, -1], labels[number + 1][:, 0], connectivity))
+            found.append(touching_pairs(here.right, edges[number + 1].left, connectivity))
         if r + 1 < rows:
-            found.append(touching_pairs(here[-1, :], labels[number + cols][0, :], connectivity))
+            found.append(touching_pairs(here.bottom, edges[number + cols].top, connectivity))
         if connectivity == 8 and r + 1 < rows:
             if c + 1 < cols:
-                found.append(corner_pair(here[-1, -1], labels[number + cols + 1][0, 0]))
+                found.append(corner_pair(here.bottom[-1], edges[number + cols + 1].top[0]))
             if c > 0:
-                found.append(corner_pair(here[-1, 0], labels[number + cols - 1][0, -1]))
-    return np.concatenate(found)
+                found.append(corner_pair(here.bottom[0], edges[number + cols - 1].top[-1]))
+    pairs = np.concatenate(found)
+    return pairs[((pairs & GLOBAL_BIT) == 0).all(axis=1)]
 
 
 @dataclass(frozen=True)
@@ -142,30 +163,8 @@ def merge_table(ids_in_raster_order: np.ndarray, pairs: np.ndarray) -> MergeTabl
     return MergeTable(ids, number[component])
 
 
-def raster_first_ids(grid: BlockGrid, labels: dict[int, np.ndarray]) -> np.ndarray:
-    """Every provisional id once, ordered by the raster position of its first pixel in the plane."""
-    ids, positions = [], []
-    width = grid.shape[1]
-    for number, r, c in grid.blocks():
-        block = labels[number]
-        values, first = np.unique(block, return_index=True)
-        keep = values > 0
-        ys, xs = np.unravel_index(first[keep], block.shape)
-        rows, cols = grid.slices(r, c)
-        ids.append(values[keep])
-        positions.append((ys + rows.start) * width + xs + cols.start)
-    if not ids:
-        return np.zeros(0, np.uint64)
-    all_ids, all_positions = np.concatenate(ids), np.concatenate(positions)
-    return all_ids[np.argsort(all_positions, kind="stable")]
-
-
-def label_blockwise(mask: np.ndarray, block: tuple[int, int], connectivity: int = 8) -> np.ndarray:
-    """Connected components of a 2-D mask computed block by block: equal to skimage.measure.label."""
-    grid = BlockGrid(mask.shape, block)
-    labels = {n: label_block(mask[grid.slices(r, c)], n, connectivity) for n, r, c in grid.blocks()}
-    table = merge_table(raster_first_ids(grid, labels), block_pairs(grid, labels, connectivity))
-    out = np.zeros(mask.shape, np.uint32)
-    for n, r, c in grid.blocks():
-        out[grid.slices(r, c)] = table.lookup(labels[n])
-    return out
+def raster_order(ids: np.ndarray, first_positions: np.ndarray) -> np.ndarray:
+    """Each id once, ordered by its earliest first-pixel position (an id may come from several blocks)."""
+    ids = ids[np.argsort(first_positions, kind="stable")]
+    _, first = np.unique(ids, return_index=True)
+    return ids[np.sort(first)]

@@ -9,6 +9,8 @@ object stores alike, and never appends in place:
   disk: temp file + rename; object stores: one PUT).
 * `images/<image>.json`: written once an image is complete (or quarantined),
   so a rerun skips it without reading its unit records.
+* `instances/<image>/<plane>.npz`: output.kind instances, a plane's merge
+  table and objects, written once every block of the plane is summarised.
 * `lock.json`: one submit at a time; a lock whose heartbeat is older than
   `stale_after` seconds (or whose process is gone, on this host) is stale.
 
@@ -33,6 +35,7 @@ from pipeline.errors import JobLockedError, OutputError
 
 MANIFEST_DIR = ".manifest"
 FINISHED_STATES = ("done", "skipped")
+INSTANCES_PREFIX = "instances:"  # unit records of the instance pass: "instances:<plane>/<row>/<col>"
 
 
 def image_dir_name(key: str) -> str:
@@ -71,18 +74,21 @@ class Manifest:
         return "/".join([self.root, *parts])
 
     def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole file so that readers see the old or the new version, never half."""
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             if self.local:
                 tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-                with open(tmp, "w") as f:
-                    f.write(text)
+                with open(tmp, "wb") as f:
+                    f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
             else:
-                self.fs.pipe_file(path, text.encode())
+                self.fs.pipe_file(path, data)
         except OSError as exc:
             raise OutputError(f"{path}: cannot write the manifest: {exc}") from None
 
@@ -106,7 +112,7 @@ class Manifest:
 
     def reset(self) -> None:
         """Forget everything recorded (for --overwrite)."""
-        for sub in ("units", "images", "job.json"):
+        for sub in ("units", "images", "instances", "job.json"):
             path = self._path(sub)
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
@@ -158,9 +164,29 @@ class Manifest:
 
     def forget_image(self, key: str) -> None:
         """Drop an image's records (its input changed: every unit is pending again)."""
-        for path in (self._path("units", image_dir_name(key)), self._path("images", image_dir_name(key) + ".json")):
+        name = image_dir_name(key)
+        for path in (self._path("units", name), self._path("images", name + ".json"), self._path("instances", name)):
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
+
+    # -- instances ------------------------------------------------------------------------
+
+    def _plane_path(self, key: str, plane: int) -> str:
+        return self._path("instances", image_dir_name(key), f"{plane}.npz")
+
+    def save_plane_objects(self, key: str, plane: int, data: bytes) -> None:
+        self.write_bytes(self._plane_path(key, plane), data)
+
+    def has_plane_objects(self, key: str, plane: int) -> bool:
+        return bool(self.fs.exists(self._plane_path(key, plane)))
+
+    def plane_objects(self, key: str, plane: int) -> bytes | None:
+        """The saved merge table and objects of one plane, or None if it is not merged yet."""
+        try:
+            data: bytes = self.fs.cat_file(self._plane_path(key, plane))
+        except FileNotFoundError:
+            return None
+        return data
 
     # -- runs ---------------------------------------------------------------------------
 

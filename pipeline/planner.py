@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.errors import InputError
 from pipeline.io.archive import Archive
-from pipeline.io.maskstore import MaskStore, OutputLayout
+from pipeline.io.image import LazyImage
+from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
 from pipeline.io.normalize import affine_for
-from pipeline.manifest import Manifest
-from pipeline.model.unet import UNet
+from pipeline.manifest import INSTANCES_PREFIX, Manifest
 from pipeline.plan import WorkUnit, image_units, plane_coords, units_per_image
 from pipeline.spec import JobSpec
+
+if TYPE_CHECKING:
+    from pipeline.model.unet import UNet  # the planner reads only its config: no torch in workers
 
 
 @dataclass
@@ -29,12 +32,13 @@ class ImagePlan:
     input: str  # input fingerprint
     n_planes: int
     shape: tuple[int, int]
-    out_axes: str
+    out_axes: str  # axes of what the net's pass writes
     scale: float
     offset: float
     total: int
     plane_sizes: dict[str, int] = field(default_factory=dict)  # {"t": n, "z": m} for the axes present
     done: set[str] = field(default_factory=set)
+    instances_done: set[str] = field(default_factory=set)  # output.kind instances: units labelled
 
     def plane_coords(self, plane: int) -> dict[str, int]:
         return plane_coords(plane, self.plane_sizes)
@@ -106,21 +110,22 @@ def plan_image(
     if record and record.get("state") == "complete" and record.get("input") == image.fingerprint:
         return None
     scale, offset = affine_for(image, spec.inference.normalize)
-    layout = OutputLayout.for_image(
-        image, spec.output.kind, model.config.classes, spec.output.chunks, spec.output.probability_dtype
-    )
+    layouts = output_layouts(image, spec, model.config.classes)
     records = manifest.unit_records(key)
-    done = {u for u, r in records.items() if r.finished and r.input == image.fingerprint}
+    current = {u for u, r in records.items() if r.finished and r.input == image.fingerprint}
+    done = {u for u in current if not u.startswith(INSTANCES_PREFIX)}
+    instances_done = {u.removeprefix(INSTANCES_PREFIX) for u in current if u.startswith(INSTANCES_PREFIX)}
     if store is not None:
         written = (store.image_attrs(key) or {}).get("segment-archive", {})
         same_input = written.get("input_fingerprint") == image.fingerprint
         if not same_input or written.get("job_fingerprint") != prov["job_fingerprint"]:
             if records or record:
                 manifest.forget_image(key)
-            done = set()
-            store.create_image(
-                key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
-            )
+            done, instances_done = set(), set()
+            for kind, layout in layouts.items():
+                MaskStore(store.url, kind).create_image(
+                    key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
+                )
     total = units_per_image(image.n_planes, image.plane_shape, spec.output.chunks)
     sizes = {a: image.size(a) for a in image.plane_axes}
     return ImagePlan(
@@ -129,13 +134,25 @@ def plan_image(
         image.fingerprint,
         image.n_planes,
         image.plane_shape,
-        layout.axes,
+        layouts[semantic_kind(spec.output.kind)].axes,
         scale,
         offset,
         total,
         sizes,
         done,
+        instances_done,
     )
+
+
+def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:
+    """The arrays a job writes per image, by store kind: instances also keep their object probability."""
+    o = spec.output
+    if o.kind != "instances":
+        return {o.kind: OutputLayout.for_image(image, o.kind, classes, o.chunks, o.probability_dtype)}
+    return {
+        "instances": OutputLayout.for_image(image, "instances", 1, o.chunks, o.probability_dtype),
+        "probabilities": OutputLayout.for_image(image, "probabilities", 1, o.chunks, o.probability_dtype),
+    }
 
 
 def plan_job(

@@ -3,16 +3,54 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 
 from pipeline.manifest import Manifest
-from pipeline.run import RunReport
 from pipeline.spec import JobSpec
 
 REPORT_NAME = "run-report.json"
 MAX_LISTED = 20
+TIMELINE_EVERY_S = 1.0
+
+
+@dataclass
+class RunReport:
+    job: str
+    run_id: str
+    job_fingerprint: str
+    plan: dict[str, Any]
+    units_done: int = 0  # masks written, by the net or as background (units_skipped of them)
+    units_skipped: int = 0
+    objects: int = 0  # output.kind instances: objects in the images completed by this run
+    units_quarantined: dict[str, str] = field(default_factory=dict)
+    images_completed: list[str] = field(default_factory=list)
+    images_quarantined: dict[str, str] = field(default_factory=dict)
+    megapixels: float = 0.0
+    seconds: float = 0.0
+    # (seconds since Ray was ready, megapixels finished so far): throughput over time
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.dry_run:
+            return "dry-run"
+        return "partial" if (self.units_quarantined or self.images_quarantined) else "complete"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["status"] = self.status
+        d["megapixels_per_second"] = round(self.megapixels / self.seconds, 3) if self.seconds else 0.0
+        return d
+
+
+def record_timeline(report: RunReport, elapsed: float, force: bool = False) -> None:
+    """Sample (seconds, megapixels done) at most every TIMELINE_EVERY_S seconds."""
+    if force or not report.timeline or elapsed - report.timeline[-1][0] >= TIMELINE_EVERY_S:
+        report.timeline.append((round(elapsed, 2), round(report.megapixels, 4)))
 
 
 def print_report(report: RunReport) -> None:
@@ -33,6 +71,8 @@ def print_report(report: RunReport) -> None:
             f"{len(report.images_completed)} image(s) completed, "
             f"{report.megapixels:.2f} Mpx in {report.seconds:.1f} s ({d['megapixels_per_second']} Mpx/s)"
         )
+        if report.objects:
+            console.print(f"  objects: {report.objects} in the completed image(s) (tables in objects/)")
     for label, items in (("image", report.images_quarantined), ("unit", report.units_quarantined)):
         for i, (what, why) in enumerate(sorted(items.items())):
             if i == MAX_LISTED:

@@ -18,55 +18,27 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.instancepass import InstancePass, relabel_unit, summarise_unit, write_object_table
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import Manifest, UnitRecord
+from pipeline.manifest import INSTANCES_PREFIX, Manifest, UnitRecord
 from pipeline.model.checkpoint import model_fingerprint
 from pipeline.plan import WorkUnit, check_chunks
 from pipeline.planner import ImagePlan, PlanSummary, pending_units, plan_job, provenance
+from pipeline.report import RunReport, record_timeline
 from pipeline.runtime import load_model
-from pipeline.spec import JobSpec
+from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
-TIMELINE_EVERY_S = 1.0
+# Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
+ROWS_PER_CPU_TASK = 16
 # Fault injection for the reliability tests: SIGKILL this driver after N committed units.
 KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
-
-
-@dataclass
-class RunReport:
-    job: str
-    run_id: str
-    job_fingerprint: str
-    plan: dict[str, Any]
-    units_done: int = 0  # masks written, by the net or as background (units_skipped of them)
-    units_skipped: int = 0
-    units_quarantined: dict[str, str] = field(default_factory=dict)
-    images_completed: list[str] = field(default_factory=list)
-    images_quarantined: dict[str, str] = field(default_factory=dict)
-    megapixels: float = 0.0
-    seconds: float = 0.0
-    # (seconds since Ray was ready, megapixels finished so far): throughput over time
-    timeline: list[tuple[float, float]] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def status(self) -> str:
-        if self.dry_run:
-            return "dry-run"
-        return "partial" if (self.units_quarantined or self.images_quarantined) else "complete"
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["status"] = self.status
-        d["megapixels_per_second"] = round(self.megapixels / self.seconds, 3) if self.seconds else 0.0
-        return d
 
 
 ProgressHook = Callable[[int, int, float], None]  # (units finished, units total, megapixels so far)
@@ -93,6 +65,7 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         threads=max(1, int(spec.resources.cpus_per_actor)),
         skip_std=spec.inference.skip_empty.std_below if spec.inference.skip_empty else None,
         skip_stride=spec.inference.skip_empty.stride if spec.inference.skip_empty else 4,
+        instances=spec.output.instances,
         run_id=run_id,
     )
 
@@ -116,29 +89,22 @@ def init_ray(address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own bar and report say it all
 
 
-def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int], window: int) -> Iterator[list[dict[str, Any]]]:
-    """Pending units as Ray rows, `window` at a time (bounded driver memory)."""
-    batch: list[dict[str, Any]] = []
+def unit_rows(plans: list[ImagePlan], chunks: tuple[int, int]) -> Iterator[dict[str, Any]]:
+    """Pending units as Ray rows, image after image (lazily: bounded driver memory)."""
     for plan in plans:
         for unit in pending_units(plan, chunks):
-            row = unit.to_dict()
             coords = plan.plane_coords(unit.plane)
-            row.update(
-                t=coords.get("t", 0),
-                z=coords.get("z", 0),
-                scale=plan.scale,
-                offset=plan.offset,
-                input=plan.input,
-                out_axes=plan.out_axes,
-                error="",
-                skipped=False,
-            )
-            batch.append(row)
-            if len(batch) == window:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+            yield {
+                **unit.to_dict(),
+                "t": coords.get("t", 0),
+                "z": coords.get("z", 0),
+                "scale": plan.scale,
+                "offset": plan.offset,
+                "input": plan.input,
+                "out_axes": plan.out_axes,
+                "error": "",
+                "skipped": False,
+            }
 
 
 def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> Iterator[dict[str, Any]]:
@@ -167,6 +133,46 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
     # task of its own asking for a whole CPU, and stalled the stream until the end.
     ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
     yield from ds.iter_rows()
+
+
+def map_rows(
+    rows: list[dict[str, Any]], fn: Callable[..., dict[str, Any]], ctx: StageContext, spec: JobSpec
+) -> Iterator[dict[str, Any]]:
+    """Stream rows through one CPU stage (the instance pass); yield them as they finish."""
+    import ray
+
+    ds: Any = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // ROWS_PER_CPU_TASK))
+    yield from ds.map(fn, fn_kwargs={"ctx": ctx}, num_cpus=spec.resources.cpus_per_reader).iter_rows()
+
+
+def with_retries(
+    rows: list[dict[str, Any]], stream: Callable[[list[dict[str, Any]]], Iterator[dict[str, Any]]], retries: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """(final row, attempts) of each unit: a failed unit runs again, as planned, up to `retries` times."""
+    attempts: dict[tuple[str, str], int] = defaultdict(int)
+    todo = rows
+    while todo:
+        planned = {(r["key"], WorkUnit.from_dict(r).id): r for r in todo}  # without a failed attempt's error
+        retry = []
+        for row in stream(todo):
+            unit = (row["key"], WorkUnit.from_dict(row).id)
+            attempts[unit] += 1
+            if row["error"] and attempts[unit] <= retries:
+                retry.append(planned[unit])
+                continue
+            yield row, attempts.pop(unit)
+        todo = retry
+
+
+def windows(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Committer:
@@ -261,7 +267,6 @@ def execute(
     ctx = stage_context(spec, model.geometry, manifest.run_id)
     plans = {p.key: p for p in summary.images}
     remaining = {p.key: p.pending for p in summary.images}
-    attempts: dict[tuple[str, str], int] = defaultdict(int)
     committer = Committer(manifest)
     total = summary.pending_units
     finished = 0
@@ -269,52 +274,110 @@ def execute(
         init_ray(spec.resources.address)
         report.timeline.append((0.0, 0.0))
     t0 = time.perf_counter()
-    for window in unit_rows(summary.images, spec.output.chunks, spec.resources.window):
-        todo = window
-        while todo:
-            # The rows as planned (without the error of a failed attempt), for retries.
-            planned = {(r["key"], WorkUnit.from_dict(r).id): r for r in todo}
-            retry = []
-            for row in run_window(todo, ctx, spec):
-                key, uid = row["key"], WorkUnit.from_dict(row).id
-                attempts[(key, uid)] += 1
-                if row["error"] and attempts[(key, uid)] <= spec.resources.retries:
-                    retry.append(planned[(key, uid)])
-                    continue
-                state = "failed" if row["error"] else "skipped" if row["skipped"] else "done"
-                committer.add(key, UnitRecord(uid, state, attempts.pop((key, uid)), row["input"], row["error"]))
-                finished += 1
-                if state == "failed":
-                    report.units_quarantined[f"{key}:{uid}"] = row["error"]
-                else:
-                    report.units_done += 1
-                    report.units_skipped += state == "skipped"
-                    report.megapixels += (row["y1"] - row["y0"]) * (row["x1"] - row["x0"]) / 1e6
-                remaining[key] -= 1
-                if remaining[key] == 0:
-                    committer.flush()
-                    finish_image(plans[key], spec, manifest, store, report)
-                if progress:
-                    progress(finished, total, report.megapixels)
-                record_timeline(report, time.perf_counter() - t0)
-            todo = retry
+    instances = spec.output.kind == "instances"
+    for window in windows(unit_rows(summary.images, spec.output.chunks), spec.resources.window):
+        for row, attempts in with_retries(window, lambda todo: run_window(todo, ctx, spec), spec.resources.retries):
+            key, uid = row["key"], WorkUnit.from_dict(row).id
+            state = "failed" if row["error"] else "skipped" if row["skipped"] else "done"
+            committer.add(key, UnitRecord(uid, state, attempts, row["input"], row["error"]))
+            finished += 1
+            if state == "failed":
+                report.units_quarantined[f"{key}:{uid}"] = row["error"]
+            else:
+                report.units_done += 1
+                report.units_skipped += state == "skipped"
+                report.megapixels += (row["y1"] - row["y0"]) * (row["x1"] - row["x0"]) / 1e6
+            remaining[key] -= 1
+            if remaining[key] == 0 and not instances:
+                committer.flush()
+                finish_image(plans[key], spec, manifest, store, report)
+            if progress:
+                progress(finished, total, report.megapixels)
+            record_timeline(report, time.perf_counter() - t0)
     if total:
         record_timeline(report, time.perf_counter() - t0, force=True)
     committer.flush()
+    if instances:
+        segmented = [p for p in summary.images if not failed_units(report, p.key)]
+        for plan in summary.images:
+            if plan not in segmented:
+                finish_image(plan, spec, manifest, store, report)  # records it as partial
+        execute_instances(spec, ctx, segmented, manifest, committer, report)
+        return
     for plan in summary.images:
         if plan.pending == 0:  # every unit was done before this run (killed before its pyramid)
             finish_image(plan, spec, manifest, store, report)
 
 
-def record_timeline(report: RunReport, elapsed: float, force: bool = False) -> None:
-    """Sample (seconds, megapixels done) at most every TIMELINE_EVERY_S seconds."""
-    if force or not report.timeline or elapsed - report.timeline[-1][0] >= TIMELINE_EVERY_S:
-        report.timeline.append((round(elapsed, 2), round(report.megapixels, 4)))
+def execute_instances(
+    spec: JobSpec,
+    ctx: StageContext,
+    plans: list[ImagePlan],
+    manifest: Manifest,
+    committer: Committer,
+    report: RunReport,
+) -> None:
+    """The instance pass of images whose object probability is complete: summarise, merge, relabel, finish."""
+    work = InstancePass(plans, manifest, spec.output.chunks, spec.output.instances or InstancesSpec())
+    retries = spec.resources.retries
+    for window in windows(work.summary_rows(), spec.resources.window):
+        init_ray(spec.resources.address)
+        for row, attempts in with_retries(window, lambda todo: map_rows(todo, summarise_unit, ctx, spec), retries):
+            if row["error"]:
+                quarantine(committer, report, row, attempts)
+                work.fail(row["key"])
+            else:
+                work.add_summary(row)
+    for key in work.failed:
+        finish_image(work.plans[key], spec, manifest, MaskStore(spec.output.path, "instances"), report)  # partial
+    ready = work.ready()
+    remaining = {plan.key: work.pending(plan) for plan in ready}
+    for plan in ready:
+        if remaining[plan.key] == 0:  # relabelled by an earlier run, killed before the finish
+            finish_instances(plan, work, spec, manifest, report)
+    rows = (row for plan in ready for row in work.relabel_rows(plan))
+    for window in windows(rows, spec.resources.window):
+        init_ray(spec.resources.address)
+        for row, attempts in with_retries(window, lambda todo: map_rows(todo, relabel_unit, ctx, spec), retries):
+            key = row["key"]
+            if row["error"]:
+                quarantine(committer, report, row, attempts)
+            else:
+                committer.add(
+                    key, UnitRecord(INSTANCES_PREFIX + WorkUnit.from_dict(row).id, "done", attempts, row["input"])
+                )
+            remaining[key] -= 1
+            if remaining[key] == 0:
+                committer.flush()
+                finish_instances(work.plans[key], work, spec, manifest, report)
+    committer.flush()
+
+
+def finish_instances(plan: ImagePlan, work: InstancePass, spec: JobSpec, manifest: Manifest, report: RunReport) -> None:
+    """Every block of the image is relabelled: its object table and pyramids, then the image is complete."""
+    if failed_units(report, plan.key):
+        finish_image(plan, spec, manifest, MaskStore(spec.output.path, "instances"), report)  # records "partial"
+        return
+    planes = work.plane_objects(plan)
+    write_object_table(spec.output.path, plan.key, planes)
+    MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
+    finish_image(plan, spec, manifest, MaskStore(spec.output.path, "instances"), report)
+    report.objects += sum(objects.count for _, _, objects in planes)
+
+
+def quarantine(committer: Committer, report: RunReport, row: dict[str, Any], attempts: int) -> None:
+    uid = INSTANCES_PREFIX + WorkUnit.from_dict(row).id
+    committer.add(row["key"], UnitRecord(uid, "failed", attempts, row["input"], row["error"]))
+    report.units_quarantined[f"{row['key']}:{uid}"] = row["error"]
+
+
+def failed_units(report: RunReport, key: str) -> list[str]:
+    return [u for u in report.units_quarantined if u.startswith(f"{key}:")]
 
 
 def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport) -> None:
     """All units of the image were attempted: build its pyramid and record it (complete or not)."""
-    failed = [u for u in report.units_quarantined if u.startswith(f"{plan.key}:")]
+    failed = failed_units(report, plan.key)
     if failed:
         manifest.set_image_record(
             plan.key, {"key": plan.key, "input": plan.input, "state": "partial", "failed": len(failed)}

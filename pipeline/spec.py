@@ -73,9 +73,34 @@ class InferenceSpec(Settings):
     skip_empty: SkipEmpty | None = Field(None, description="write flat blocks as background, without the net")
 
 
+class InstancesSpec(Settings):
+    """How output.kind instances turns the object probability into numbered objects (per 2-D plane).
+
+    Objects are the `foreground` classes (1..N), or the `background` (class 0) for
+    membrane models, whose objects are the cells that the membranes enclose.
+    """
+
+    method: Literal["components", "watershed"] = "components"
+    objects: Literal["foreground", "background"] = "foreground"
+    threshold: float = Field(0.5, gt=0, le=1, description="object pixels: object probability >= this")
+    connectivity: Literal[4, 8] = Field(8, description="4: edge neighbours only; 8: corners too")
+    min_size: int = Field(0, ge=0, description="drop objects with fewer pixels (0: keep all)")
+    seed_threshold: float = Field(0.9, gt=0, le=1, description="watershed seeds: object probability >= this")
+    halo: int = Field(
+        256, ge=1, le=4096, description="watershed: components up to halo x halo px are split; larger stay whole"
+    )
+
+    @model_validator(mode="after")
+    def _seeds_inside(self) -> Self:
+        if self.seed_threshold < self.threshold:
+            raise ValueError(f"seed_threshold {self.seed_threshold} must be >= threshold {self.threshold}")
+        return self
+
+
 class OutputSpec(Settings):
     path: str = Field(description="the OME-Zarr mask store (local path or URL)")
-    kind: Literal["labels", "mask", "probabilities"] = "labels"
+    kind: Literal["labels", "mask", "probabilities", "instances"] = "labels"
+    instances: InstancesSpec | None = Field(None, description="output.kind instances: how objects are found")
     chunks: tuple[int, int] = Field((512, 512), description="chunk (= work unit) height and width")
     probability_dtype: Literal["float32", "float16"] = "float32"
     pyramid_levels: int = Field(3, ge=0, le=10, description="down-sampled levels after level 0")
@@ -86,6 +111,14 @@ class OutputSpec(Settings):
         if min(v) < 16:
             raise ValueError("chunks must be at least 16 x 16")
         return v
+
+    @model_validator(mode="after")
+    def _instances(self) -> Self:
+        if self.instances is not None and self.kind != "instances":
+            raise ValueError(f"output.instances is set but output.kind is {self.kind!r}; use kind: instances")
+        if self.kind == "instances" and self.instances is None:
+            object.__setattr__(self, "instances", InstancesSpec())
+        return self
 
 
 class ResourcesSpec(Settings):

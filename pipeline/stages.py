@@ -20,10 +20,11 @@ from pipeline.errors import SegmentArchiveError
 from pipeline.faults import inject
 from pipeline.io.archive import Archive, open_archive
 from pipeline.io.image import LazyImage
-from pipeline.io.maskstore import MaskStore
+from pipeline.io.maskstore import MaskStore, semantic_kind
 from pipeline.io.normalize import normalize
 from pipeline.model.geometry import NetGeometry
 from pipeline.plan import WorkUnit, unit_grid
+from pipeline.spec import InstancesSpec
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class StageContext:
     threads: int = 1
     skip_std: float | None = None  # inference.skip_empty: flat blocks skip the net
     skip_stride: int = 4
+    instances: InstancesSpec | None = None  # output.kind instances
     # Worker caches of opened images are per run: a rerun must see the archive as it is now.
     run_id: str = ""
 
@@ -63,7 +65,7 @@ def empty_window(ctx: StageContext) -> np.ndarray:
 
 
 def empty_block(ctx: StageContext) -> np.ndarray:
-    if ctx.kind == "probabilities":
+    if semantic_kind(ctx.kind) == "probabilities":
         return np.zeros((1, 0, 0), dtype=ctx.probability_dtype)
     return np.zeros((0, 0), dtype=np.uint8)
 
@@ -122,18 +124,24 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     return row
 
 
-def background(classes: int, shape: tuple[int, int], kind: str, probability_dtype: str) -> np.ndarray:
+def background(classes: int, shape: tuple[int, int], ctx: StageContext) -> np.ndarray:
     """What the store holds for a block of pure background (class 0 everywhere)."""
-    if kind != "probabilities":
-        return np.zeros(shape, dtype=np.uint8)
-    probabilities = np.zeros((classes, *shape), dtype=probability_dtype)
-    if classes > 1:
-        probabilities[0] = 1
-    return probabilities
+    probabilities = np.zeros((classes, *shape), dtype=np.float32)
+    probabilities[0] = 1 if classes > 1 else 0
+    return to_output(probabilities, ctx)
 
 
-def to_output(probabilities: np.ndarray, kind: str, threshold: float, probability_dtype: str) -> np.ndarray:
-    """(classes, h, w) probabilities -> what the mask store holds for `kind`."""
+def object_probability(probabilities: np.ndarray, objects: str) -> np.ndarray:
+    """(1, h, w) probability of belonging to an object: the foreground classes, or class 0."""
+    foreground = probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
+    return (foreground if objects == "foreground" else 1 - foreground)[None]
+
+
+def to_output(probabilities: np.ndarray, ctx: StageContext) -> np.ndarray:
+    """(classes, h, w) probabilities -> what the net's pass stores for the job's output kind."""
+    kind, threshold, probability_dtype = ctx.kind, ctx.threshold, ctx.probability_dtype
+    if kind == "instances" and ctx.instances is not None:
+        return object_probability(probabilities, ctx.instances.objects).astype(probability_dtype)
     if kind == "probabilities":
         return probabilities.astype(probability_dtype)
     if kind == "mask" or probabilities.shape[0] == 1:  # one class: its label is its mask
@@ -166,7 +174,7 @@ class PredictStage:
         for r in rows:
             if r["skipped"] and not r["error"]:
                 shape = (int(r["y1"] - r["y0"]), int(r["x1"] - r["x0"]))
-                r["block"] = background(self.classes, shape, self.ctx.kind, self.ctx.probability_dtype)
+                r["block"] = background(self.classes, shape, self.ctx)
         jobs = []
         for r in todo:
             grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)
@@ -174,7 +182,7 @@ class PredictStage:
         try:
             outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
             for r, probabilities in zip(todo, outputs, strict=True):
-                r["block"] = to_output(probabilities, self.ctx.kind, self.ctx.threshold, self.ctx.probability_dtype)
+                r["block"] = to_output(probabilities, self.ctx)
         except Exception as exc:  # the whole batch failed (e.g. out of memory): each unit says so
             for r in todo:
                 r["error"] = describe_failure(r, exc)
@@ -186,7 +194,8 @@ class PredictStage:
 
 
 @lru_cache(maxsize=2)
-def _store(url: str, kind: str) -> MaskStore:
+def output_store(url: str, kind: str) -> MaskStore:
+    """The worker's (cached) handle on one kind of output of the job."""
     return MaskStore(url, kind)
 
 
@@ -206,5 +215,7 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
             unit = WorkUnit.from_dict(row)
             coords = {"t": int(row["t"]), "z": int(row["z"])}
             rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
-            _store(ctx.output_url, ctx.kind).write_block(unit.key, coords, row["out_axes"], rows, cols, row["block"])
+            output_store(ctx.output_url, semantic_kind(ctx.kind)).write_block(
+                unit.key, coords, row["out_axes"], rows, cols, row["block"]
+            )
     return {k: row[k] for k in FINISHED_COLUMNS}

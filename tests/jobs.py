@@ -28,12 +28,13 @@ def make_archive(folder: Path, sizes=((70, 90), (45, 33)), seed=0) -> Path:
 def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
     (tmp_path / "model.yaml").write_text(MODEL)
     kind = sections.get("kind", "labels")
+    instances = f", instances: {sections['instances']}" if "instances" in sections else ""
     text = f"""\
 name: test-job
 input: {{path: {archive}}}
 model: {{config: {tmp_path / "model.yaml"}, seed: 3}}
 inference: {{tile: {sections.get("tile", 64)}, batch_size: {sections.get("batch_size", 2)}}}
-output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1}}
+output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1{instances}}}
 resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}}}
 """
     path = tmp_path / "job.yaml"
@@ -54,8 +55,8 @@ def expected_outputs(job: JobSpec) -> dict:
     return result
 
 
-def stored(job: JobSpec, key: str) -> np.ndarray:
-    group = "probabilities" if job.output.kind == "probabilities" else "labels"
+def stored(job: JobSpec, key: str, group: str | None = None) -> np.ndarray:
+    group = group or ("probabilities" if job.output.kind == "probabilities" else "labels")
     return zarr.open_array(f"{job.output.path}/{group}/{key}/0", mode="r")[:]
 
 

@@ -29,6 +29,11 @@ RULES = {
     "predict": {"ray", "zarr", "tifffile", "pipeline.io"},
     "stages": {"ray"},
     "planner": {"ray"},
+    # Instance geometry and merging are pure: blocks in, ids and tables out.
+    "instances": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
+    "fragments": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
+    "objects": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
+    "instancepass": {"torch", "ray"},
 }
 RAY_ALLOWED = {"run", "train/distributed"}
 

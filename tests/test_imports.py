@@ -11,12 +11,17 @@ def modules_after_import(module: str) -> set[str]:
     return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
 
 
-@pytest.mark.parametrize("module", ["pipeline.stages", "pipeline.tiling", "pipeline.model.geometry", "pipeline.plan"])
+@pytest.mark.parametrize(
+    "module",
+    ["pipeline.stages", "pipeline.instancepass", "pipeline.tiling", "pipeline.model.geometry", "pipeline.plan"],
+)
 def test_reader_and_writer_code_does_not_import_torch(module):
     """Reader and writer workers start in a fraction of the time when they skip torch (seconds each on 2 cores)."""
     assert "torch" not in modules_after_import(module)
 
 
-@pytest.mark.parametrize("module", ["pipeline.cli", "pipeline.stages", "pipeline.model", "pipeline.train.loop"])
+@pytest.mark.parametrize(
+    "module", ["pipeline.cli", "pipeline.stages", "pipeline.instancepass", "pipeline.model", "pipeline.train.loop"]
+)
 def test_only_the_pipeline_runner_imports_ray(module):
     assert "ray" not in modules_after_import(module)

@@ -7,7 +7,14 @@ from hypothesis import strategies as st
 from skimage.measure import label
 
 from pipeline.errors import ConfigError
-from pipeline.instances import BlockGrid, label_blockwise, merge_table
+from pipeline.fragments import label_plane
+from pipeline.instances import BlockGrid, merge_table, raster_order
+from pipeline.spec import InstancesSpec
+
+
+def label_blockwise(mask: np.ndarray, block: tuple[int, int], connectivity: int = 8) -> np.ndarray:
+    rule = InstancesSpec.model_construct(**{**InstancesSpec().model_dump(), "connectivity": connectivity})
+    return label_plane(mask.astype(np.float32), block, rule)[0]
 
 
 def spiral(n: int) -> np.ndarray:
@@ -90,6 +97,11 @@ def test_merge_table_numbers_objects_by_first_pixel():
     table = merge_table(ids, np.array([[9, 5]], np.uint64))
     np.testing.assert_array_equal(table.lookup(np.array([5, 2, 9, 7, 0], np.uint64)), [1, 2, 1, 3, 0])
     assert table.objects == 3
+
+
+def test_raster_order_keeps_an_id_seen_in_several_blocks_once_at_its_earliest_pixel():
+    ids = np.array([7, 3, 7, 5], np.uint64)
+    np.testing.assert_array_equal(raster_order(ids, np.array([9.0, 4.0, 2.0, 6.0])), [7, 3, 5])
 
 
 def test_bad_settings_are_refused():

@@ -37,8 +37,21 @@ def test_wrong_types_name_the_line_and_field(tmp_path):
 
 
 def test_enum_values_are_listed(tmp_path):
-    with pytest.raises(ConfigError, match=r"output\.kind: Input should be 'labels', 'mask' or 'probabilities'"):
+    with pytest.raises(
+        ConfigError, match=r"output\.kind: Input should be 'labels', 'mask', 'probabilities' or 'instances'"
+    ):
         _load(tmp_path, GOOD.replace("kind: labels", "kind: instances-please"))
+
+
+def test_instance_settings_belong_to_kind_instances(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"job\.yaml:\d+: output: .*output\.instances is set but output\.kind is 'labels'"
+    ):
+        _load(tmp_path, GOOD.replace("kind: labels", "kind: labels, instances: {method: watershed}"))
+    spec = _load(tmp_path, GOOD.replace("kind: labels", "kind: instances"))
+    assert spec.output.instances is not None and spec.output.instances.method == "components"
+    with pytest.raises(ConfigError, match=r"output\.instances\.method: Input should be 'components' or 'watershed'"):
+        _load(tmp_path, GOOD.replace("kind: labels", "kind: instances, instances: {method: flood}"))
 
 
 def test_a_missing_checkpoint_is_rejected_before_work(tmp_path):

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from pipeline.stages import background, is_flat, to_output
+from pipeline.spec import InstancesSpec
+from pipeline.stages import StageContext, background, is_flat, to_output
 
 
 def test_a_block_is_flat_only_when_every_channel_is():
@@ -20,11 +21,28 @@ def test_texture_between_samples_is_not_seen():
     assert is_flat(stripes, 0.01, 4) and not is_flat(stripes, 0.01, 1)
 
 
+def context(kind: str, probability_dtype: str = "float32", **changes) -> StageContext:
+    return StageContext(
+        input_url="in", axes=None, stack=False, output_url="out", kind=kind, probability_dtype=probability_dtype,
+        threshold=0.5, geometry=None, tile=64, batch_size=1, nonfinite="reject", checkpoint=None, config=None,
+        seed=0, device="cpu", precision="fp32", **changes,
+    )  # fmt: skip
+
+
 def test_background_is_class_zero_in_every_kind():
-    assert background(2, (3, 4), "labels", "float32").tolist() == [[0] * 4] * 3
-    probabilities = background(3, (2, 2), "probabilities", "float16")
+    assert background(2, (3, 4), context("labels")).tolist() == [[0] * 4] * 3
+    probabilities = background(3, (2, 2), context("probabilities", "float16"))
     assert probabilities.dtype == np.float16 and (probabilities[0] == 1).all() and (probabilities[1:] == 0).all()
-    assert (background(1, (2, 2), "probabilities", "float32") == 0).all()  # one sigmoid class: p(foreground) = 0
-    np.testing.assert_array_equal(
-        to_output(background(2, (2, 2), "probabilities", "float32"), "labels", 0.5, "float32"), np.zeros((2, 2))
-    )
+    assert (background(1, (2, 2), context("probabilities")) == 0).all()  # one sigmoid class: p(foreground) = 0
+    assert (background(1, (2, 2), context("mask")) == 0).all()
+    cells = background(2, (2, 2), context("instances", instances=InstancesSpec(objects="background")))
+    assert cells.shape == (1, 2, 2) and (cells == 1).all()  # membrane model: empty resin is "cell"
+
+
+def test_instances_store_the_object_probability():
+    probabilities = np.array([[[0.2]], [[0.5]], [[0.3]]], np.float32)  # 3 classes, one pixel
+    foreground = to_output(probabilities, context("instances", "float16", instances=InstancesSpec()))
+    assert foreground.dtype == np.float16 and foreground.shape == (1, 1, 1)
+    assert foreground[0, 0, 0] == np.float16(0.8)
+    interior = to_output(probabilities, context("instances", instances=InstancesSpec(objects="background")))
+    np.testing.assert_allclose(interior[0, 0, 0], 0.2, rtol=1e-6)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -181,3 +182,22 @@ def test_evaluate_a_mask_store_against_hand_counted_errors(tmp_path):
     summary = json.loads((tmp_path / "e.json").read_text())["summary"]
     assert summary["pixel_error"] == 4 / 64
     assert summary["iou"][1] == 32 / 36  # foreground: 32 shared, 36 in the union
+
+
+def test_evaluate_an_instance_store_scores_its_objects(tmp_path):
+    """Truth: two cells split by a membrane column; objects that merge them score Rand F 1/2."""
+    from pipeline.io.maskstore import MaskStore, OutputLayout
+
+    truth = np.full((1, 5), 255, np.uint8)
+    truth[0, 2] = 0  # membrane (class 1 with --foreground zero)
+    (tmp_path / "labels").mkdir()
+    Image.fromarray(truth).save(tmp_path / "labels" / "a.png")
+    store = MaskStore(str(tmp_path / "out.zarr"), "instances")
+    store.create_image("a", OutputLayout("yx", (1, 5), (1, 5), "uint32"), {}, {})
+    store.write_block("a", {}, "yx", slice(0, 1), slice(0, 5), np.array([[3, 3, 3, 3, 3]], np.uint32))
+    args = ["evaluate", "--store", str(tmp_path / "out.zarr"), "--labels", str(tmp_path / "labels")]
+    result = CliRunner().invoke(main, [*args, "--foreground", "zero", "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert summary["instance_rand_error"] == pytest.approx(1 / 2)  # as in tests/test_metrics.py
+    assert (summary["objects"], summary["truth_objects"]) == (1, 2)

@@ -1,7 +1,9 @@
 """The OME-Zarr mask store: NGFF 0.4 on Zarr v2, one image-label per input image.
 
-    <output>/labels/<name>/0, 1, 2 ...   output.kind labels | mask (uint8)
-    <output>/probabilities/<name>/0 ...  output.kind probabilities (float32/16, c axis)
+    <output>/labels/<name>/0, 1, 2 ...   output.kind labels | mask (uint8), instances (uint32)
+    <output>/probabilities/<name>/0 ...  output.kind probabilities (float32/16, c axis);
+                                         for instances, the object probability (c = 1)
+    <output>/objects/<name>.csv          output.kind instances: one row per object
 
 NGFF 0.4 on Zarr v2 because that is what napari-ome-zarr, ome-zarr-py, Fiji
 (MoBIE/n5-viewer) and neuroglancer all open today; 0.5 (Zarr v3) readers are
@@ -26,6 +28,11 @@ from pipeline.io.image import LazyImage
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 NGFF_VERSION = "0.4"
 SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def semantic_kind(kind: str) -> str:
+    """What the net's pass writes: instances are found later, from the stored object probability."""
+    return "probabilities" if kind == "instances" else kind
 
 
 def label_name(key: str) -> str:
@@ -57,7 +64,8 @@ class OutputLayout:
                 classes if a == "c" else 1 if a in "tz" else chunks[0] if a == "y" else chunks[1] for a in axes
             )
             return cls(axes, shape, chunk, probability_dtype)
-        return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), "uint8")
+        dtype = "uint32" if kind == "instances" else "uint8"
+        return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), dtype)
 
 
 def plane_index(plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice) -> tuple[Any, ...]:

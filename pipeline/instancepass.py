@@ -1,0 +1,179 @@
+"""output.kind instances: numbered objects from the stored object probability, block by block.
+
+After the net's pass has written an image's object probability:
+
+1. summarise (CPU tasks): each block's provisional ids (pipeline.fragments)
+   shrink to a BlockSummary, sent to the driver;
+2. merge (driver): once every block of a plane is in, its merge table and
+   object measurements are saved to the manifest, and the summaries dropped;
+3. relabel (CPU tasks): each block's ids again (deterministic), looked up in
+   its plane's table, are written as final uint32 labels and committed to the
+   manifest as `instances:<unit id>`;
+4. finish (driver): the object table (CSV), pyramids, the image complete.
+
+A killed job resumes at the first plane not merged and the first block not
+relabelled.  Ids run 1..N over the whole image, plane after plane.  The
+functions that workers run are plain (no Ray): pipeline.run streams them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from pipeline.errors import ConfigError, OutputError
+from pipeline.fragments import BlockWindow, block_ids, halo_for
+from pipeline.instances import BlockGrid
+from pipeline.io.maskstore import label_name
+from pipeline.manifest import Manifest
+from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, objects_csv, summarise_block
+from pipeline.plan import WorkUnit, image_units
+from pipeline.planner import ImagePlan
+from pipeline.spec import InstancesSpec
+from pipeline.stages import StageContext, failures_recorded, output_store
+
+FINISHED_COLUMNS = ("key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "summary")
+
+
+def rule_of(ctx: StageContext) -> InstancesSpec:
+    if ctx.instances is None:
+        raise ConfigError("the instance pass runs only for output.kind instances")
+    return ctx.instances
+
+
+def object_probability_window(row: dict[str, Any], ctx: StageContext) -> tuple[np.ndarray, BlockWindow]:
+    """The stored object probability around the row's block (its halo, clipped to the plane)."""
+    core = slice(int(row["y0"]), int(row["y1"])), slice(int(row["x0"]), int(row["x1"]))
+    where = BlockWindow.around(core, (int(row["height"]), int(row["width"])), halo_for(rule_of(ctx)))
+    coords = {"t": int(row["t"]), "z": int(row["z"])}
+    window = output_store(ctx.output_url, "probabilities").read_region(row["key"], coords, *where.window)
+    return np.asarray(window[0], np.float32), where
+
+
+def block_number(row: dict[str, Any]) -> int:
+    return int(row["row"]) * int(row["cols"]) + int(row["col"])
+
+
+def summarise_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Pass 1: the block's summary, as bytes in `summary`."""
+    with failures_recorded(row):
+        probability, where = object_probability_window(row, ctx)
+        ids = block_ids(probability, where, block_number(row), rule_of(ctx))
+        origin = int(row["y0"]), int(row["x0"])
+        summary = summarise_block(ids, origin, int(row["width"]), probability[where.core_in_window])
+        row["summary"] = summary.to_bytes()
+    return {k: row[k] for k in FINISHED_COLUMNS}
+
+
+@lru_cache(maxsize=4)
+def _plane_objects(output_url: str, key: str, plane: int, run_id: str) -> PlaneObjects:
+    data = Manifest(output_url).plane_objects(key, plane)
+    if data is None:
+        raise OutputError(f"{output_url}: the objects of {key!r} plane {plane} were not merged")
+    return PlaneObjects.from_bytes(data)
+
+
+def relabel_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Pass 3: the block's final labels, written into the instance store."""
+    with failures_recorded(row):
+        probability, where = object_probability_window(row, ctx)
+        ids = block_ids(probability, where, block_number(row), rule_of(ctx))
+        labels = _plane_objects(ctx.output_url, row["key"], int(row["plane"]), ctx.run_id).table.lookup(ids)
+        labels[labels > 0] += np.uint32(row["offset"])
+        coords = {"t": int(row["t"]), "z": int(row["z"])}
+        output_store(ctx.output_url, "instances").write_block(row["key"], coords, row["out_axes"], *where.core, labels)
+    return {k: row[k] for k in FINISHED_COLUMNS}
+
+
+class InstancePass:
+    """The driver's side: which blocks to summarise and relabel, the merges, and each image's objects."""
+
+    def __init__(self, plans: list[ImagePlan], manifest: Manifest, chunks: tuple[int, int], rule: InstancesSpec):
+        self.plans = {p.key: p for p in plans}
+        self.manifest, self.chunks, self.rule = manifest, chunks, rule
+        self.summaries: dict[tuple[str, int], dict[int, BlockSummary]] = defaultdict(dict)
+        self.failed: set[str] = set()  # images with a block that could not be summarised
+
+    def grid(self, plan: ImagePlan) -> BlockGrid:
+        return BlockGrid(plan.shape, self.chunks)
+
+    def row(self, plan: ImagePlan, unit: WorkUnit, offset: int = 0) -> dict[str, Any]:
+        coords = plan.plane_coords(unit.plane)
+        return {
+            **unit.to_dict(),
+            "t": coords.get("t", 0),
+            "z": coords.get("z", 0),
+            "height": plan.shape[0],
+            "width": plan.shape[1],
+            "cols": self.grid(plan).counts[1],
+            "out_axes": plan.out_axes.replace("c", ""),  # the labels have no channel axis
+            "offset": offset,
+            "input": plan.input,
+            "error": "",
+            "summary": b"",
+        }
+
+    def summary_rows(self) -> Iterator[dict[str, Any]]:
+        """Blocks of every plane whose objects are not merged yet."""
+        for plan in self.plans.values():
+            for plane in range(plan.n_planes):
+                if not self.manifest.has_plane_objects(plan.key, plane):
+                    for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
+                        if unit.plane == plane:
+                            yield self.row(plan, unit)
+
+    def add_summary(self, row: dict[str, Any]) -> None:
+        """Keep a block's summary; merge and save its plane once all of the plane's blocks are in."""
+        plan, plane = self.plans[row["key"]], int(row["plane"])
+        grid = self.grid(plan)
+        blocks = self.summaries[(plan.key, plane)]
+        blocks[int(row["row"]) * grid.counts[1] + int(row["col"])] = BlockSummary.from_bytes(row["summary"])
+        if len(blocks) == grid.counts[0] * grid.counts[1]:
+            objects = merge_plane(grid, blocks, self.rule.connectivity, self.rule.min_size)
+            self.manifest.save_plane_objects(plan.key, plane, objects.to_bytes())
+            del self.summaries[(plan.key, plane)]
+
+    def fail(self, key: str) -> None:
+        self.failed.add(key)
+
+    def plane_objects(self, plan: ImagePlan) -> list[tuple[dict[str, int], int, PlaneObjects]]:
+        """(plane coordinates, id offset, objects) of each plane: ids continue from plane to plane."""
+        planes, offset = [], 0
+        for plane in range(plan.n_planes):
+            data = self.manifest.plane_objects(plan.key, plane)
+            if data is None:
+                raise OutputError(f"{plan.key}: plane {plane} has no merged objects")
+            objects = PlaneObjects.from_bytes(data)
+            planes.append((plan.plane_coords(plane), offset, objects))
+            offset += objects.count
+        return planes
+
+    def ready(self) -> list[ImagePlan]:
+        """Images whose every plane is merged."""
+        return [p for k, p in self.plans.items() if k not in self.failed]
+
+    def relabel_rows(self, plan: ImagePlan) -> Iterator[dict[str, Any]]:
+        offsets = [offset for _, offset, _ in self.plane_objects(plan)]
+        for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
+            if unit.id not in plan.instances_done:
+                yield self.row(plan, unit, offsets[unit.plane])
+
+    def pending(self, plan: ImagePlan) -> int:
+        return plan.total - len(plan.instances_done)
+
+
+def write_object_table(output_url: str, key: str, planes: list[tuple[dict[str, int], int, PlaneObjects]]) -> str:
+    """Write `<output>/objects/<image>.csv`; returns its path."""
+    fs, root = fsspec.core.url_to_fs(output_url.rstrip("/"))
+    path = f"{root}/objects/{label_name(key)}.csv"
+    try:
+        fs.makedirs(f"{root}/objects", exist_ok=True)
+        fs.pipe_file(path, objects_csv(planes).encode())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the object table: {exc}") from None
+    return path

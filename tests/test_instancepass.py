@@ -1,0 +1,112 @@
+"""`submit` with output.kind instances: labels equal to labelling each whole plane, objects, resume."""
+
+import csv
+
+import numpy as np
+import pytest
+from skimage.measure import label
+
+from pipeline.fragments import label_plane
+from pipeline.run import submit
+from pipeline.spec import InstancesSpec, JobSpec
+from tests.jobs import make_archive, make_job, store_bytes, stored
+
+pytestmark = pytest.mark.usefixtures("local_ray")
+SIZES = ((70, 90), (45, 33))  # two planes each: ids continue from plane 0 to plane 1
+# The random test net's foreground probability lies in about [0.468, 0.477]: thresholds inside it.
+T, SEED_T = 0.473, 0.4745
+
+
+def instances_job(tmp_path, instances: str, chunks=(16, 24)) -> JobSpec:
+    archive = make_archive(tmp_path / "in", sizes=SIZES)
+    return JobSpec.load(make_job(tmp_path, archive, kind="instances", instances=instances, chunks=chunks))
+
+
+def whole_plane_labels(job: JobSpec, key: str) -> np.ndarray:
+    """The single-process definition: each whole plane of the stored object probability, ids continued."""
+    probability = stored(job, key, "probabilities")[0]  # (c=1, z, y, x) -> (z, y, x)
+    planes, offset = [], 0
+    for plane in probability:
+        labels, objects = label_plane(plane.astype(np.float32), plane.shape, job.output.instances)
+        planes.append(np.where(labels > 0, labels + offset, 0))
+        offset += objects.count
+    return np.stack(planes)
+
+
+@pytest.mark.parametrize("chunks", [(16, 24), (32, 32)])
+def test_components_equal_skimage_label_of_each_whole_plane(tmp_path, chunks):
+    job = instances_job(tmp_path, f"{{method: components, connectivity: 4, threshold: {T}}}", chunks)
+    report = submit(job)
+    assert report.status == "complete" and sorted(report.images_completed) == ["img0", "img1"]
+    for key in ("img0", "img1"):
+        labels = stored(job, key)
+        assert labels.dtype == np.uint32
+        probability = stored(job, key, "probabilities")[0]
+        first = label(probability[0] >= T, connectivity=1)
+        assert first.max() > 5
+        np.testing.assert_array_equal(labels[0], first)
+        second = label(probability[1] >= T, connectivity=1)
+        np.testing.assert_array_equal(labels[1], np.where(second > 0, second + first.max(), 0))
+    assert report.objects == sum(int(stored(job, k).max()) for k in ("img0", "img1"))
+
+
+def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(tmp_path):
+    job = instances_job(
+        tmp_path, f"{{method: watershed, threshold: {T}, seed_threshold: {SEED_T}, halo: 20, min_size: 3}}"
+    )
+    submit(job)
+    for key in ("img0", "img1"):
+        labels = stored(job, key)
+        np.testing.assert_array_equal(labels, whole_plane_labels(job, key))
+        plane = stored(job, key, "probabilities")[0, 0]
+        _, components = label_plane(plane, plane.shape, InstancesSpec(threshold=T, min_size=3))
+        assert np.unique(labels[0]).size - 1 > components.count > 5  # the watershed split some
+        with open(tmp_path / "out.zarr" / "objects" / f"{key}.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["id"]) for r in rows] == list(range(1, labels.max() + 1))
+        areas = np.bincount(labels.ravel())[1:]
+        assert [int(r["area"]) for r in rows] == areas.tolist() and areas.min() >= 3
+        assert {r["z"] for r in rows} == {"0", "1"}
+
+
+def test_rerun_recomputes_only_the_lost_instance_work(tmp_path):
+    job = instances_job(tmp_path, f"{{method: watershed, halo: 24, threshold: {T}, seed_threshold: {SEED_T}}}")
+    submit(job)
+    out = tmp_path / "out.zarr"
+    reference = store_bytes(out)
+    # As if killed after merging img1 plane 1 but before relabelling its blocks:
+    (out / ".manifest" / "images" / "img1.json").unlink()
+    for unit_file in (out / ".manifest" / "units" / "img1").glob("*.jsonl"):
+        lines = unit_file.read_text().splitlines(keepends=True)
+        unit_file.write_text("".join(line for line in lines if '"instances:1/' not in line))
+    for chunk in (out / "labels" / "img1" / "0" / "1").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()
+    again = submit(job)
+    assert again.units_done == 0  # the net did not run again
+    assert again.images_completed == ["img1"]
+    assert store_bytes(out) == reference
+
+
+def test_demo_instances_job_numbers_the_cells_of_the_bundled_slices(tmp_path):
+    """The shipped job on the shipped slices and model, through the CLI, in 256 px blocks."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from tests.conftest import ROOT
+
+    text = (ROOT / "jobs" / "demo-instances.yaml").read_text()
+    text = text.replace("../samples", str(ROOT / "samples")).replace("../models", str(ROOT / "models"))
+    text = text.replace("../out/demo-instances.zarr", str(tmp_path / "out.zarr"))
+    (tmp_path / "job.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["submit", str(tmp_path / "job.yaml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    job = JobSpec.load(tmp_path / "job.yaml")
+    for key in ("0", "1", "2"):
+        labels = stored(job, key)  # 2-D slices: (y, x), and (c=1, y, x) probabilities
+        probability = stored(job, key, "probabilities")[0]
+        expected, objects = label_plane(probability, probability.shape, job.output.instances)
+        np.testing.assert_array_equal(labels, expected)  # 4 blocks per slice, one whole-plane answer
+        assert 50 < objects.count < 2000  # cells of an EM slice, not noise and not one blob
+        with open(tmp_path / "out.zarr" / "objects" / f"{key}.csv") as f:
+            assert sum(1 for _ in f) == objects.count + 1
