@@ -298,10 +298,10 @@ def execute(
         record_timeline(report, time.perf_counter() - t0, force=True)
     committer.flush()
     if instances:
-        segmented = [p for p in summary.images if not failed_units(report, p.key)]
         for plan in summary.images:
-            if plan not in segmented:
+            if failed_units(report, plan.key):
                 finish_image(plan, spec, manifest, store, report)  # records it as partial
+        segmented = [p for p in summary.images if not failed_units(report, p.key)]
         execute_instances(spec, ctx, segmented, manifest, committer, report)
         return
     for plan in summary.images:

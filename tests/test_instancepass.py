@@ -110,3 +110,22 @@ def test_demo_instances_job_numbers_the_cells_of_the_bundled_slices(tmp_path):
         assert 50 < objects.count < 2000  # cells of an EM slice, not noise and not one blob
         with open(tmp_path / "out.zarr" / "objects" / f"{key}.csv") as f:
             assert sum(1 for _ in f) == objects.count + 1
+
+
+def test_an_unreadable_probability_block_quarantines_its_image_only(tmp_path):
+    job = instances_job(tmp_path, f"{{method: components, threshold: {T}}}")
+    submit(job)
+    out = tmp_path / "out.zarr"
+    # img1's instance pass to do again, with one chunk of its object probability corrupt:
+    (out / ".manifest" / "images" / "img1.json").unlink()
+    for unit_file in (out / ".manifest" / "units" / "img1").glob("*.jsonl"):
+        lines = unit_file.read_text().splitlines(keepends=True)
+        unit_file.write_text("".join(line for line in lines if '"instances:' not in line))
+    for table in (out / ".manifest" / "instances" / "img1").glob("*.npz"):
+        table.unlink()
+    (out / "probabilities" / "img1" / "0" / "0" / "1" / "0" / "0").write_bytes(b"not a blosc chunk")
+    report = submit(job)
+    assert report.status == "partial" and report.images_completed == []
+    assert list(report.units_quarantined) == ["img1:instances:1/0/0"]
+    assert "img1 plane 1 block (0, 0)" in report.units_quarantined["img1:instances:1/0/0"]
+    assert stored(job, "img0").max() > 0  # the other image's objects stand

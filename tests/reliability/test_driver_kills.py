@@ -77,3 +77,30 @@ def test_three_kills_at_random_instants(tmp_path, figures):
 @pytest.mark.slow
 def test_twenty_kills_at_random_instants(tmp_path, figures):
     kill_and_resume(tmp_path, kills=20, seed=2026, figures=figures)
+
+
+def test_kills_during_the_instance_pass_resume_it_exactly(tmp_path, figures):
+    """kind instances: kill -9 while blocks are being relabelled, twice; the end is the reference, byte for byte."""
+    sizes = ((96, 128), (64, 64))
+    semantic_units = 2 * (3 * 4 + 2 * 2)  # two planes per image, 32 x 32 chunks
+    instances = "{method: watershed, threshold: 0.473, seed_threshold: 0.4745, halo: 40}"
+    archive = make_archive(tmp_path / "in", sizes=sizes)
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    code, output = run_submit(make_job(reference, archive, kind="instances", instances=instances))
+    assert code == 0, output
+    job = make_job(tmp_path, archive, kind="instances", instances=instances)
+    for after_units in (semantic_units + 3, 6):  # the first run dies after the net's pass, the second at once
+        assert kill_at(job, after_units=after_units) == -9
+        manifest_is_readable(tmp_path / "out.zarr")
+    code, output = run_submit(job)
+    assert code == 0, output
+    units = committed_units(tmp_path / "out.zarr")
+    relabelled = [u for u in units if u[1].startswith("instances:")]
+    assert len(set(relabelled)) == semantic_units  # every block relabelled ...
+    recomputed = len(units) - len(set(units))  # ... and nothing twice
+    differing = differing_bytes(store_bytes(tmp_path / "out.zarr"), store_bytes(reference / "out.zarr"))
+    figures["driver_kills"] += 2
+    figures["units_recomputed_after_commit"] += recomputed
+    figures["bytes_differing"] += differing
+    assert (recomputed, differing) == (0, 0)
