@@ -129,6 +129,9 @@ class ResourcesSpec(Settings):
     cpus_per_reader: float = Field(0.5, gt=0, description="CPUs per read and per write task")
     retries: int = Field(2, ge=0, description="attempts after the first before a unit is quarantined")
     window: int = Field(2048, ge=1, description="work units streamed per Ray dataset (bounds driver memory)")
+    units_per_task: int = Field(
+        2, ge=1, le=64, description="units per read and write task: more amortise Ray's cost per task"
+    )
 
 
 class JobSpec(Settings):
