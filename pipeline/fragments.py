@@ -97,8 +97,13 @@ def splittable(mask: np.ndarray, where: BlockWindow, rule: InstancesSpec) -> np.
         ys, xs = box
         small = ys.stop - ys.start <= rule.halo and xs.stop - xs.start <= rule.halo
         # A component that reaches a cut edge may go on outside the window: unknown size, never split.
-        clipped = (top and ys.start == 0) or (bottom and ys.stop == height) or (left and xs.start == 0)
-        ok[number] = small and not (clipped or (right and xs.stop == width))
+        clipped = (
+            (top and ys.start == 0)
+            or (bottom and ys.stop == height)
+            or (left and xs.start == 0)
+            or (right and xs.stop == width)
+        )
+        ok[number] = small and not clipped
     return ok[components]
 
 

@@ -121,11 +121,10 @@ class InstancePass:
     def summary_rows(self) -> Iterator[dict[str, Any]]:
         """Blocks of every plane whose objects are not merged yet."""
         for plan in self.plans.values():
-            for plane in range(plan.n_planes):
-                if not self.manifest.has_plane_objects(plan.key, plane):
-                    for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
-                        if unit.plane == plane:
-                            yield self.row(plan, unit)
+            unmerged = {p for p in range(plan.n_planes) if not self.manifest.has_plane_objects(plan.key, p)}
+            for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
+                if unit.plane in unmerged:
+                    yield self.row(plan, unit)
 
     def add_summary(self, row: dict[str, Any]) -> None:
         """Keep a block's summary; merge and save its plane once all of the plane's blocks are in."""
@@ -154,7 +153,7 @@ class InstancePass:
         return planes
 
     def ready(self) -> list[ImagePlan]:
-        """Images whose every plane is merged."""
+        """Images none of whose blocks failed to summarise: after the summary pass, all their planes are merged."""
         return [p for k, p in self.plans.items() if k not in self.failed]
 
     def relabel_rows(self, plan: ImagePlan) -> Iterator[dict[str, Any]]:

@@ -167,6 +167,7 @@ def with_retries(
 
 
 def windows(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Lists of `size` rows (the last may be shorter); each becomes one Ray dataset."""
     batch: list[dict[str, Any]] = []
     for row in rows:
         batch.append(row)
