@@ -30,7 +30,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from pipeline.instances import GLOBAL_BIT, BlockGrid, label_block, structure
-from pipeline.objects import PlaneObjects, merge_plane, summarise_block
+from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, summarise_block
 
 if TYPE_CHECKING:
     from pipeline.spec import InstancesSpec
@@ -131,6 +131,12 @@ def first_pixel_names(regions: np.ndarray, where: BlockWindow) -> np.ndarray:
     return names
 
 
+def block_summary(ids: np.ndarray, where: BlockWindow, probability: np.ndarray) -> BlockSummary:
+    """The core block's summary, from its ids and the object probability of its window."""
+    origin = where.core[0].start, where.core[1].start
+    return summarise_block(ids, origin, where.plane_shape[1], probability[where.core_in_window])
+
+
 def label_plane(
     probability: np.ndarray, block: tuple[int, int], rule: InstancesSpec
 ) -> tuple[np.ndarray, PlaneObjects]:
@@ -143,9 +149,9 @@ def label_plane(
     ids, summaries = {}, {}
     for n, r, c in grid.blocks():
         where = BlockWindow.around(grid.slices(r, c), grid.shape, halo)
-        ids[n] = block_ids(probability[where.window], where, n, rule)
-        origin = where.core[0].start, where.core[1].start
-        summaries[n] = summarise_block(ids[n], origin, grid.shape[1], probability[where.core])
+        window = probability[where.window]
+        ids[n] = block_ids(window, where, n, rule)
+        summaries[n] = block_summary(ids[n], where, window)
     objects = merge_plane(grid, summaries, rule.connectivity, rule.min_size)
     out = np.zeros(probability.shape, np.uint32)
     for n, r, c in grid.blocks():

@@ -27,17 +27,17 @@ import fsspec
 import numpy as np
 
 from pipeline.errors import ConfigError, OutputError
-from pipeline.fragments import BlockWindow, block_ids, halo_for
+from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for
 from pipeline.instances import BlockGrid
 from pipeline.io.maskstore import label_name
 from pipeline.manifest import Manifest
-from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, objects_csv, summarise_block
+from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, objects_csv
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan
 from pipeline.spec import InstancesSpec
 from pipeline.stages import StageContext, failures_recorded, output_store
 
-FINISHED_COLUMNS = ("key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "summary")
+FINISHED_COLUMNS = ("key", "plane", "row", "col", "cols", "y0", "y1", "x0", "x1", "input", "error", "summary")
 
 
 def rule_of(ctx: StageContext) -> InstancesSpec:
@@ -64,9 +64,7 @@ def summarise_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     with failures_recorded(row):
         probability, where = object_probability_window(row, ctx)
         ids = block_ids(probability, where, block_number(row), rule_of(ctx))
-        origin = int(row["y0"]), int(row["x0"])
-        summary = summarise_block(ids, origin, int(row["width"]), probability[where.core_in_window])
-        row["summary"] = summary.to_bytes()
+        row["summary"] = block_summary(ids, where, probability).to_bytes()
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 
@@ -97,7 +95,6 @@ class InstancePass:
         self.plans = {p.key: p for p in plans}
         self.manifest, self.chunks, self.rule = manifest, chunks, rule
         self.summaries: dict[tuple[str, int], dict[int, BlockSummary]] = defaultdict(dict)
-        self.failed: set[str] = set()  # images with a block that could not be summarised
 
     def grid(self, plan: ImagePlan) -> BlockGrid:
         return BlockGrid(plan.shape, self.chunks)
@@ -131,14 +128,11 @@ class InstancePass:
         plan, plane = self.plans[row["key"]], int(row["plane"])
         grid = self.grid(plan)
         blocks = self.summaries[(plan.key, plane)]
-        blocks[int(row["row"]) * grid.counts[1] + int(row["col"])] = BlockSummary.from_bytes(row["summary"])
+        blocks[block_number(row)] = BlockSummary.from_bytes(row["summary"])
         if len(blocks) == grid.counts[0] * grid.counts[1]:
             objects = merge_plane(grid, blocks, self.rule.connectivity, self.rule.min_size)
             self.manifest.save_plane_objects(plan.key, plane, objects.to_bytes())
             del self.summaries[(plan.key, plane)]
-
-    def fail(self, key: str) -> None:
-        self.failed.add(key)
 
     def plane_objects(self, plan: ImagePlan) -> list[tuple[dict[str, int], int, PlaneObjects]]:
         """(plane coordinates, id offset, objects) of each plane: ids continue from plane to plane."""
@@ -151,10 +145,6 @@ class InstancePass:
             planes.append((plan.plane_coords(plane), offset, objects))
             offset += objects.count
         return planes
-
-    def ready(self) -> list[ImagePlan]:
-        """Images none of whose blocks failed to summarise: after the summary pass, all their planes are merged."""
-        return [p for k, p in self.plans.items() if k not in self.failed]
 
     def relabel_rows(self, plan: ImagePlan) -> Iterator[dict[str, Any]]:
         offsets = [offset for _, offset, _ in self.plane_objects(plan)]

@@ -301,11 +301,7 @@ def execute(
         record_timeline(report, time.perf_counter() - t0, force=True)
     committer.flush()
     if instances:
-        for plan in summary.images:
-            if failed_units(report, plan.key):
-                finish_image(plan, spec, manifest, store, report)  # records it as partial
-        segmented = [p for p in summary.images if not failed_units(report, p.key)]
-        execute_instances(spec, ctx, segmented, manifest, committer, report)
+        execute_instances(spec, ctx, summary.images, manifest, committer, report)
         return
     for plan in summary.images:
         if plan.pending == 0:  # every unit was done before this run (killed before its pyramid)
@@ -320,24 +316,35 @@ def execute_instances(
     committer: Committer,
     report: RunReport,
 ) -> None:
-    """The instance pass of images whose object probability is complete: summarise, merge, relabel, finish."""
-    work = InstancePass(plans, manifest, spec.output.chunks, spec.output.instances or InstancesSpec())
+    """The instance pass of the images whose object probability is complete: summarise, merge, relabel, finish.
+
+    An image with a failed unit (of the net's pass, or a block that could not be summarised) is recorded partial.
+    """
+    store = MaskStore(spec.output.path, "instances")
+    work = InstancePass(
+        [p for p in plans if not failed_units(report, p.key)],
+        manifest,
+        spec.output.chunks,
+        spec.output.instances or InstancesSpec(),
+    )
     retries = spec.resources.retries
     for window in windows(work.summary_rows(), spec.resources.window):
         init_ray(spec.resources.address)
         for row, attempts in with_retries(window, lambda todo: map_rows(todo, summarise_unit, ctx, spec), retries):
             if row["error"]:
                 quarantine(committer, report, row, attempts)
-                work.fail(row["key"])
             else:
                 work.add_summary(row)
-    for key in work.failed:
-        finish_image(work.plans[key], spec, manifest, MaskStore(spec.output.path, "instances"), report)  # partial
-    ready = work.ready()
+    ready = []
+    for plan in plans:
+        if failed_units(report, plan.key):
+            finish_image(plan, spec, manifest, store, report)  # records it as partial
+        else:
+            ready.append(plan)  # every plane merged
     remaining = {plan.key: work.pending(plan) for plan in ready}
     for plan in ready:
         if remaining[plan.key] == 0:  # relabelled by an earlier run, killed before the finish
-            finish_instances(plan, work, spec, manifest, report)
+            finish_instances(plan, work, spec, manifest, store, report)
     rows = (row for plan in ready for row in work.relabel_rows(plan))
     for window in windows(rows, spec.resources.window):
         init_ray(spec.resources.address)
@@ -352,20 +359,20 @@ def execute_instances(
             remaining[key] -= 1
             if remaining[key] == 0:
                 committer.flush()
-                finish_instances(work.plans[key], work, spec, manifest, report)
+                finish_instances(work.plans[key], work, spec, manifest, store, report)
     committer.flush()
 
 
-def finish_instances(plan: ImagePlan, work: InstancePass, spec: JobSpec, manifest: Manifest, report: RunReport) -> None:
-    """Every block of the image is relabelled: its object table and pyramids, then the image is complete."""
-    if failed_units(report, plan.key):
-        finish_image(plan, spec, manifest, MaskStore(spec.output.path, "instances"), report)  # records "partial"
-        return
-    planes = work.plane_objects(plan)
-    write_object_table(spec.output.path, plan.key, planes)
-    MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
-    finish_image(plan, spec, manifest, MaskStore(spec.output.path, "instances"), report)
-    report.objects += sum(objects.count for _, _, objects in planes)
+def finish_instances(
+    plan: ImagePlan, work: InstancePass, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport
+) -> None:
+    """Every block of the image was relabelled (or failed): its object table and pyramids, then its record."""
+    if not failed_units(report, plan.key):
+        planes = work.plane_objects(plan)
+        write_object_table(spec.output.path, plan.key, planes)
+        MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
+        report.objects += sum(objects.count for _, _, objects in planes)
+    finish_image(plan, spec, manifest, store, report)  # complete, or partial
 
 
 def quarantine(committer: Committer, report: RunReport, row: dict[str, Any], attempts: int) -> None:

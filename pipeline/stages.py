@@ -131,9 +131,14 @@ def background(classes: int, shape: tuple[int, int], ctx: StageContext) -> np.nd
     return to_output(probabilities, ctx)
 
 
+def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
+    """(h, w) probability of the foreground: the one class of a sigmoid net, else classes 1..N together."""
+    return probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
+
+
 def object_probability(probabilities: np.ndarray, objects: str) -> np.ndarray:
     """(1, h, w) probability of belonging to an object: the foreground classes, or class 0."""
-    foreground = probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
+    foreground = foreground_probability(probabilities)
     return (foreground if objects == "foreground" else 1 - foreground)[None]
 
 
@@ -145,8 +150,7 @@ def to_output(probabilities: np.ndarray, ctx: StageContext) -> np.ndarray:
     if kind == "probabilities":
         return probabilities.astype(probability_dtype)
     if kind == "mask" or probabilities.shape[0] == 1:  # one class: its label is its mask
-        foreground = probabilities[0] if probabilities.shape[0] == 1 else probabilities[1:].sum(axis=0)
-        return (foreground >= threshold).astype(np.uint8)
+        return (foreground_probability(probabilities) >= threshold).astype(np.uint8)
     return np.argmax(probabilities, axis=0).astype(np.uint8)
 
 

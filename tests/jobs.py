@@ -8,6 +8,7 @@ import tifffile
 import zarr
 
 from pipeline.io import open_archive
+from pipeline.manifest import FINISHED_STATES
 from pipeline.predict import predict_image
 from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
@@ -60,11 +61,17 @@ def stored(job: JobSpec, key: str, group: str | None = None) -> np.ndarray:
     return zarr.open_array(f"{job.output.path}/{group}/{key}/0", mode="r")[:]
 
 
+def is_result_file(relative_path: str) -> bool:
+    """Files of a store that must be byte-identical between runs (not the manifest, not the run reports)."""
+    parts = relative_path.strip("/").split("/")
+    return ".manifest" not in parts and parts[-1] not in ("run-report.json", "report.html")
+
+
 def store_bytes(path: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(path)): p.read_bytes()
         for p in sorted(path.rglob("*"))
-        if p.is_file() and ".manifest" not in p.parts and p.name not in ("run-report.json", "report.html")
+        if p.is_file() and is_result_file(str(p.relative_to(path)))
     }
 
 
@@ -74,6 +81,6 @@ def committed_units(out: Path) -> list[tuple[str, str]]:
     for path in sorted((out / ".manifest" / "units").rglob("*.jsonl")):
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if record["state"] in ("done", "skipped"):
+            if record["state"] in FINISHED_STATES:
                 units.append((path.parent.name, record["unit"]))
     return units

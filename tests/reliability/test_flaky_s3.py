@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from tests.jobs import is_result_file
 from tests.reliability.conftest import differing_bytes
 
 pytest.importorskip("moto")
@@ -123,11 +124,7 @@ def s3_store_bytes(url: str) -> dict[str, bytes]:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url)
-    return {
-        path[len(root) :]: fs.cat_file(path)
-        for path in fs.find(root)
-        if "/.manifest/" not in path and not path.endswith(("run-report.json", "report.html"))
-    }
+    return {path[len(root) :]: fs.cat_file(path) for path in fs.find(root) if is_result_file(path[len(root) :])}
 
 
 @pytest.mark.slow
