@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
+from pipeline.cpumemory import keep_freed_memory
 from pipeline.errors import ConfigError, GeometryError
 from pipeline.model.unet import UNet
 from pipeline.tiling import TileGrid, extended_length, plan_tiles, reflect_indices
@@ -57,6 +58,8 @@ class Predictor:
         model = model.to(dev).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        else:
+            keep_freed_memory()  # activations are reused every forward: no page faults for them
         return cls(model=model, device=dev, precision=resolve_precision(precision, dev))
 
     @torch.inference_mode()

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pipeline.cpumemory import malloc_env
 from pipeline.errors import ConfigError
 from pipeline.instancepass import InstancePass, relabel_unit, summarise_unit, write_object_table
 from pipeline.io.archive import open_archive
@@ -37,6 +38,10 @@ from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
 # Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
 ROWS_PER_CPU_TASK = 16
+# Ray starts its workers at niceness 15, below the driver and Ray's own processes.  The model
+# is what every other worker waits for: its actor gets the driver's priority (as Ray's job
+# supervisor does for its own actor), so readers, writers and Ray's start-up use the gaps.
+PREDICTOR_PRIORITY = {"RAY_worker_niceness": "0"}
 # Fault injection for the reliability tests: SIGKILL this driver after N committed units.
 KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
 
@@ -130,6 +135,9 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
         num_gpus=r.gpus_per_actor,
         num_cpus=r.cpus_per_actor,
         zero_copy_batch=True,
+        # Set before the actor's first allocation: on a CPU, the model's forwards stop
+        # page-faulting their activations in again (see pipeline.cpumemory).
+        runtime_env={"env_vars": {**malloc_env(), **PREDICTOR_PRIORITY}},
     )
     # write_unit returns only the small columns: a select_columns stage here would be a
     # task of its own asking for a whole CPU, and stalled the stream until the end.

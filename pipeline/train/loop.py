@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.cpumemory import keep_freed_memory
 from pipeline.errors import ConfigError
 from pipeline.metrics import iou_dice, pixel_error, rand_error
 from pipeline.model import UNet, UNetConfig, load_checkpoint, save_checkpoint
@@ -148,6 +149,7 @@ def train(
     t = spec.train
     if t.threads:
         torch.set_num_threads(t.threads)
+    keep_freed_memory()  # each step frees and reallocates the same activations
     folder = Path(spec.output)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t.seed)
