@@ -68,8 +68,7 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         device=spec.inference.device,
         precision=spec.inference.precision,
         threads=max(1, int(spec.resources.cpus_per_actor)),
-        skip_std=spec.inference.skip_empty.std_below if spec.inference.skip_empty else None,
-        skip_stride=spec.inference.skip_empty.stride if spec.inference.skip_empty else 4,
+        skip_empty=spec.inference.skip_empty,
         instances=spec.output.instances,
         run_id=run_id,
     )

@@ -24,7 +24,7 @@ from pipeline.io.maskstore import MaskStore, semantic_kind
 from pipeline.io.normalize import normalize
 from pipeline.model.geometry import NetGeometry
 from pipeline.plan import WorkUnit, unit_grid
-from pipeline.spec import InstancesSpec
+from pipeline.spec import InstancesSpec, SkipEmpty
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ class StageContext:
     device: str
     precision: str
     threads: int = 1
-    skip_std: float | None = None  # inference.skip_empty: flat blocks skip the net
-    skip_stride: int = 4
+    skip_empty: SkipEmpty | None = None  # flat blocks skip the net
     instances: InstancesSpec | None = None  # output.kind instances
     # Worker caches of opened images are per run: a rerun must see the archive as it is now.
     run_id: str = ""
@@ -117,7 +116,7 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
             where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
             window = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
             block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
-            if ctx.skip_std is not None and is_flat(block, ctx.skip_std, ctx.skip_stride):
+            if ctx.skip_empty and is_flat(block, ctx.skip_empty.std_below, ctx.skip_empty.stride):
                 row["skipped"] = True
             else:
                 row["window"] = window
