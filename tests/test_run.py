@@ -148,3 +148,22 @@ def test_flat_blocks_are_skipped_as_background_and_the_rest_is_unchanged(tmp_pat
     np.testing.assert_array_equal(got[..., 64:], full[..., 64:])  # blocks with content: as without the rule
     assert (got[0, :, :, :64] == 1).all() and (got[1, :, :, :64] == 0).all()  # skipped: background, class 0
     assert submit(job).units_done == 0, "skipped units are finished: a rerun has nothing to do"
+
+
+def test_the_predictor_actor_starts_with_kept_memory_and_the_drivers_priority(tmp_path, monkeypatch):
+    """Both must be in the actor's environment before it starts (see pipeline.cpumemory, run.PREDICTOR_PRIORITY)."""
+    import ray.data
+
+    from pipeline.cpumemory import malloc_env
+
+    calls = []
+    original = ray.data.Dataset.map_batches
+
+    def recording(self, fn, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ray.data.Dataset, "map_batches", recording)
+    submit(JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)))))
+    (predictor,) = calls
+    assert predictor["runtime_env"]["env_vars"] == {**malloc_env(), "RAY_worker_niceness": "0"}
