@@ -3,17 +3,21 @@
     python -m benchmarks.pipeline --images 8 --size 1024 --format zarr
 
 Ray start-up is excluded (Ray is started before the clock).  The bare-model
-figure is measured in the same run with the same config, tile and batch, once
-before and once after the pipeline (on a shared machine the speed drifts;
-the ratio uses their mean, and both are printed).  From the run's timeline:
-seconds until the first unit was finished (actor start-up, model load, first
-read) and the steady-state rate after it.  Also reports the driver's peak RSS.
+figure is measured in the same run with the same config, tile and batch,
+before and after every pipeline run, with Ray shut down (on a shared machine
+the speed drifts: each run's ratio uses the mean of the bare figures on either
+side of it).  `--repeats N` alternates N pipeline runs (each into a fresh
+output) with N + 1 bare-model runs and reports the median ratios, and every
+run's figures.  From each run's timeline: seconds until the first unit was
+finished (actor start-up, model load, first read) and the steady-state rate
+after it.  Also reports the driver's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +26,8 @@ from typing import Any
 from benchmarks.common import emit
 from benchmarks.model import model_throughput
 from benchmarks.synthetic import make_archive
+
+BARE_SECONDS = 15
 
 
 def timeline_figures(timeline: list[tuple[float, float]]) -> dict[str, float]:
@@ -36,7 +42,22 @@ def timeline_figures(timeline: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def with_ratios(run: dict[str, Any], bare_before: float, bare_after: float) -> dict[str, Any]:
+    """The run's figures with its ratios to the mean of the bare-model rates measured either side of it."""
+    bare = (bare_before + bare_after) / 2
+    ratios = {"model_megapixels_per_second": [bare_before, bare_after]}
+    ratios["pipeline_to_model_ratio"] = round(run["pipeline_megapixels_per_second"] / bare, 3)
+    if "steady_megapixels_per_second" in run:
+        ratios["steady_to_model_ratio"] = round(run["steady_megapixels_per_second"] / bare, 3)
+    return {**run, **ratios}
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return round(statistics.median(values), 4) if values else None
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=1024)
@@ -47,60 +68,90 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--cpus-per-actor", type=float, default=2)
+    parser.add_argument("--units-per-task", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--repeats", type=int, default=1, help="pipeline runs, each between two bare-model runs")
     parser.add_argument("--skip-model", action="store_true", help="only the pipeline (memory runs)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[str, Any]:
+    return {
+        "name": "bench",
+        "input": {"path": str(archive)},
+        "model": {"config": str(Path(args.config).resolve())},
+        "inference": {
+            "tile": args.tile,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "precision": args.precision,
+        },
+        "output": {"path": str(output), "chunks": [args.chunk, args.chunk], "pyramid_levels": 0},
+        "resources": {
+            "actors": args.actors,
+            "cpus_per_actor": args.cpus_per_actor,
+            "units_per_task": args.units_per_task,
+        },
+    }
+
+
+def pipeline_run(job_doc: dict[str, Any]) -> dict[str, Any]:
+    """One `submit` of the job on a Ray started (and shut down) around it; the clock excludes Ray's start."""
+    import ray
 
     from pipeline.run import init_ray, submit
     from pipeline.spec import JobSpec
 
-    work = Path(tempfile.mkdtemp(prefix="sa-bench-"))
-    archive = make_archive(work / "archive", args.images, args.size, args.format)
-    job = JobSpec.model_validate(
-        {
-            "name": "bench",
-            "input": {"path": str(archive)},
-            "model": {"config": str(Path(args.config).resolve())},
-            "inference": {
-                "tile": args.tile,
-                "batch_size": args.batch_size,
-                "device": args.device,
-                "precision": args.precision,
-            },
-            "output": {"path": str(work / "out.zarr"), "chunks": [args.chunk, args.chunk], "pyramid_levels": 0},
-            "resources": {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor},
-        }
-    )
-
-    def bare_model() -> dict[str, Any]:
-        return model_throughput(args.config, args.chunk, args.tile, args.batch_size, args.device, args.precision, 15)
-
-    before = None if args.skip_model else bare_model()
+    job = JobSpec.model_validate(job_doc)
     init_ray(None)
     start = time.perf_counter()
     report = submit(job)
     elapsed = time.perf_counter() - start
-    pipeline_mpx = report.megapixels / elapsed
-    figures = {
-        "archive": {"images": args.images, "size": args.size, "format": args.format, "megapixels": report.megapixels},
+    ray.shutdown()  # the bare model gets the whole machine, as the actors had
+    return {
+        "megapixels": report.megapixels,
         "units": report.units_done,
         "seconds": round(elapsed, 2),
-        "pipeline_megapixels_per_second": round(pipeline_mpx, 4),
+        "pipeline_megapixels_per_second": round(report.megapixels / elapsed, 4),
         **timeline_figures(report.timeline),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sa-bench-"))
+    archive = make_archive(work / "archive", args.images, args.size, args.format)
+
+    def bare_model() -> dict[str, Any]:
+        return model_throughput(
+            args.config, args.chunk, args.tile, args.batch_size, args.device, args.precision, BARE_SECONDS
+        )
+
+    bare = [] if args.skip_model else [bare_model()]
+    runs = []
+    for i in range(args.repeats):
+        runs.append(pipeline_run(job_document(args, archive, work / f"out{i}.zarr")))
+        if not args.skip_model:
+            bare.append(bare_model())
+    rates = [b["output_megapixels_per_second"] for b in bare]
+    if rates:
+        runs = [with_ratios(run, rates[i], rates[i + 1]) for i, run in enumerate(runs)]
+    figures: dict[str, Any] = {
+        "archive": {
+            "images": args.images,
+            "size": args.size,
+            "format": args.format,
+            "megapixels": runs[0]["megapixels"],
+        },
+        "resources": {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor},
+        **{key: median_of(runs, key) for key in runs[0] if key not in ("megapixels", "model_megapixels_per_second")},
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    if not args.skip_model:
-        import ray
-
-        ray.shutdown()  # the bare model gets the whole machine, as the actor had
-        after = bare_model()
-        rates = [m["output_megapixels_per_second"] for m in (before, after) if m]
-        bare_mpx = sum(rates) / len(rates)
-        figures["model"] = {**after, "output_megapixels_per_second": round(bare_mpx, 4), "before_and_after": rates}
-        figures["pipeline_to_model_ratio"] = round(pipeline_mpx / bare_mpx, 3)
-        if "steady_megapixels_per_second" in figures:
-            figures["steady_to_model_ratio"] = round(figures["steady_megapixels_per_second"] / bare_mpx, 3)
+    if bare:
+        figures["model"] = {**bare[-1], "output_megapixels_per_second": median_of(bare, "output_megapixels_per_second")}
+    if args.repeats > 1:
+        figures["runs"] = runs
     emit("pipeline", figures)
 
 
