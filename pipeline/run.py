@@ -5,9 +5,10 @@
 Driver: plan (manifest-aware) -> stream windows of pending units through
 read (CPU tasks) -> predict (actor pool, one model per actor, GPU or CPU) ->
 write (CPU tasks) -> commit each finished unit to the manifest -> pyramids ->
-report.  Locally (no address) Ray starts in-process; with an address the same
-code runs on a cluster.  Ray does not survive the driver's death; the manifest
-does, so a new submit resumes.
+report.  CPU actors read and write their own units instead (`resources.io`).
+Locally (no address) Ray starts in-process; with an address the same code runs
+on a cluster.  Ray does not survive the driver's death; the manifest does, so a
+new submit resumes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline.planner import ImagePlan, PlanSummary, pending_units, plan_job, pr
 from pipeline.report import RunReport, record_timeline
 from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
-from pipeline.stages import PredictStage, StageContext, read_unit, write_unit
+from pipeline.stages import PredictStage, ReadPredictWriteStage, StageContext, read_unit, write_unit
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
@@ -120,13 +121,28 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
     # model pays for (one unit per block: 0.70 of the bare model; two: 0.81); units are
     # committed as soon as their block is written.
     ds: Any = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // r.units_per_task))
+    if r.io_in_actor():
+        yield from on_predictors(ds, ReadPredictWriteStage, ctx, spec).iter_rows()
+        return
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests
     # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
     reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.cpus_per_actor else r.cpus_per_reader * 0.999
     ds = ds.map(read_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    ds = ds.map_batches(
-        PredictStage,
+    ds = on_predictors(ds, PredictStage, ctx, spec)
+    # write_unit returns only the small columns: a select_columns stage here would be a
+    # task of its own asking for a whole CPU, and stalled the stream until the end.
+    ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
+    yield from ds.iter_rows()
+
+
+def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, spec: JobSpec) -> Any:
+    """`ds` mapped by `stage` on the pool of predictor actors (one model each)."""
+    import ray
+
+    r = spec.resources
+    return ds.map_batches(
+        stage,
         fn_constructor_kwargs={"ctx": ctx},
         batch_size=max(1, spec.inference.batch_size),
         batch_format="numpy",
@@ -138,10 +154,6 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
         # page-faulting their activations in again (see pipeline.cpumemory).
         runtime_env={"env_vars": {**malloc_env(), **PREDICTOR_PRIORITY}},
     )
-    # write_unit returns only the small columns: a select_columns stage here would be a
-    # task of its own asking for a whole CPU, and stalled the stream until the end.
-    ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    yield from ds.iter_rows()
 
 
 def map_rows(

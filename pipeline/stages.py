@@ -1,6 +1,7 @@
 """What Ray's workers do to one work unit, as plain functions (no Ray here).
 
-read_unit (CPU task) -> PredictStage (actor, one model) -> write_unit (CPU task).
+read_unit (CPU task) -> PredictStage (actor, one model) -> write_unit (CPU task),
+or, for CPU actors, all three in the actor: ReadPredictWriteStage.
 A unit's failure never raises out of a stage: it travels as `error` in the row
 (Ray Data would otherwise fail the whole dataset), and later stages pass it on.
 """
@@ -168,11 +169,15 @@ class PredictStage:
         self.classes = self.predictor.model.config.classes
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        rows = batch_rows(batch)
+        self.predict_rows(rows)
+        return rows_batch(rows, batch)
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Give each read row its `block` (or its `error`); windows are dropped."""
         from pipeline.predict import predict_windows
 
         inject("predict_exit")
-        n = len(batch["key"])
-        rows = [{k: batch[k][i] for k in batch} for i in range(n)]
         todo = [r for r in rows if not r["error"] and not r["skipped"]]
         for r in rows:
             if r["skipped"] and not r["error"]:
@@ -193,7 +198,28 @@ class PredictStage:
             r["window"] = empty_window(self.ctx)
             if r["error"] or "block" not in r:
                 r["block"] = empty_block(self.ctx)
-        return {k: [r[k] for r in rows] for k in rows[0]} if rows else batch
+
+
+class ReadPredictWriteStage(PredictStage):
+    """A CPU actor's whole unit: read, predict and write in the actor (`ResourcesSpec.io_in_actor`).
+
+    Only the small columns travel through Ray: no window or block in the object store.
+    """
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        rows = [read_unit(row, self.ctx) for row in batch_rows(batch)]
+        self.predict_rows(rows)
+        return rows_batch([write_unit(row, self.ctx) for row in rows], batch)
+
+
+def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ray Data's batch of columns as a list of rows."""
+    return [{k: batch[k][i] for k in batch} for i in range(len(batch["key"]))]
+
+
+def rows_batch(rows: list[dict[str, Any]], empty: dict[str, Any]) -> dict[str, Any]:
+    """Rows back as a batch of columns (`empty`, an empty batch, has none to give)."""
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else empty
 
 
 @lru_cache(maxsize=2)

@@ -36,7 +36,7 @@ input: {{path: {archive}}}
 model: {{config: {tmp_path / "model.yaml"}, seed: 3}}
 inference: {{tile: {sections.get("tile", 64)}, batch_size: {sections.get("batch_size", 2)}}}
 output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1{instances}}}
-resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}}}
+resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}, io: {sections.get("io", "auto")}}}
 """
     path = tmp_path / "job.yaml"
     path.write_text(text)

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 @pytest.mark.parametrize(
-    ("actors", "batch_size", "chunks"), [(1, 1, (32, 32)), (2, 3, (48, 40))], ids=["1-actor", "2-actors"]
+    ("actors", "batch_size", "chunks", "io"),
+    [(1, 1, (32, 32), "actor"), (2, 3, (48, 40), "actor"), (2, 3, (48, 40), "tasks")],
+    ids=["1-actor", "2-actors", "2-actors-fed-by-tasks"],
 )
-def test_distributed_probabilities_equal_predict_image(tmp_path, actors, batch_size, chunks):
+def test_distributed_probabilities_equal_predict_image(tmp_path, actors, batch_size, chunks, io):
     job = JobSpec.load(
         make_job(
             tmp_path,
@@ -26,6 +28,7 @@ def test_distributed_probabilities_equal_predict_image(tmp_path, actors, batch_s
             actors=actors,
             batch_size=batch_size,
             chunks=chunks,
+            io=io,
         )
     )
     report = submit(job)
@@ -150,20 +153,37 @@ def test_flat_blocks_are_skipped_as_background_and_the_rest_is_unchanged(tmp_pat
     assert submit(job).units_done == 0, "skipped units are finished: a rerun has nothing to do"
 
 
-def test_the_predictor_actor_starts_with_kept_memory_and_the_drivers_priority(tmp_path, monkeypatch):
-    """Both must be in the actor's environment before it starts (see pipeline.cpumemory, run.PREDICTOR_PRIORITY)."""
+@pytest.fixture
+def stage_calls(monkeypatch):
+    """(function or class name, keyword arguments) of every map and map_batches stage submit builds."""
     import ray.data
 
+    calls = []
+    for method in ("map", "map_batches"):
+        original = getattr(ray.data.Dataset, method)
+
+        def recording(self, fn, *args, _original=original, **kwargs):
+            calls.append((fn.__name__, kwargs))
+            return _original(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(ray.data.Dataset, method, recording)
+    return calls
+
+
+def test_the_predictor_actor_starts_with_kept_memory_and_the_drivers_priority(tmp_path, stage_calls):
+    """Both must be in the actor's environment before it starts (see pipeline.cpumemory, run.PREDICTOR_PRIORITY)."""
     from pipeline.cpumemory import malloc_env
 
-    calls = []
-    original = ray.data.Dataset.map_batches
-
-    def recording(self, fn, *args, **kwargs):
-        calls.append(kwargs)
-        return original(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(ray.data.Dataset, "map_batches", recording)
     submit(JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)))))
-    (predictor,) = calls
+    (predictor,) = [kwargs for _, kwargs in stage_calls if "runtime_env" in kwargs]
     assert predictor["runtime_env"]["env_vars"] == {**malloc_env(), "RAY_worker_niceness": "0"}
+
+
+@pytest.mark.parametrize(
+    ("io", "stages"),
+    [("auto", ["ReadPredictWriteStage"]), ("tasks", ["read_unit", "PredictStage", "write_unit"])],
+)
+def test_cpu_actors_read_and_write_their_own_units_unless_told_otherwise(tmp_path, stage_calls, io, stages):
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)), io=io))
+    assert submit(job).status == "complete"
+    assert [name for name, _ in stage_calls] == stages

@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.spec import JobSpec
+from pipeline.spec import JobSpec, ResourcesSpec
 from tests.conftest import ROOT
 
 GOOD = f"""\
@@ -98,3 +98,11 @@ def test_fingerprint_follows_results_not_speed(tmp_path):
     other = spec.model_copy(update={"inference": spec.inference.model_copy(update={"precision": "bf16"})})
     assert spec.fingerprint("m") == faster.fingerprint("m")
     assert spec.fingerprint("m") != other.fingerprint("m") != spec.fingerprint("m2")
+
+
+@pytest.mark.parametrize(
+    ("io", "gpus_per_actor", "in_actor"),
+    [("auto", 0, True), ("auto", 1, False), ("tasks", 0, False), ("actor", 1, True)],
+)
+def test_cpu_actors_do_their_own_io_and_gpu_actors_are_fed_by_tasks(io, gpus_per_actor, in_actor):
+    assert ResourcesSpec(io=io, gpus_per_actor=gpus_per_actor).io_in_actor() is in_actor
