@@ -1,4 +1,4 @@
-"""Driver peak memory for two synthetic archives 4x apart: it must not grow with the archive.
+"""Driver and worker peak memory for two synthetic archives 4x apart: neither may grow with the archive.
 
     python -m benchmarks.memory --images 4 --size 1024
 
@@ -15,6 +15,15 @@ import sys
 
 from benchmarks.common import emit
 
+KEPT = (
+    "archive",
+    "units",
+    "driver_peak_rss_mb",
+    "predictor_peak_rss_mb",
+    "other_worker_peak_rss_mb",
+    "pipeline_megapixels_per_second",
+)
+
 
 def run(images: int, size: int) -> dict[str, object]:
     cmd = [sys.executable, "-m", "benchmarks.pipeline", "--images", str(images), "--size", str(size), "--skip-model"]
@@ -29,18 +38,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     args = parser.parse_args()
     small, large = run(args.images, args.size), run(4 * args.images, args.size)
-    emit(
-        "memory",
-        {
-            "small": {
-                k: small[k] for k in ("archive", "units", "driver_peak_rss_mb", "pipeline_megapixels_per_second")
-            },
-            "large": {
-                k: large[k] for k in ("archive", "units", "driver_peak_rss_mb", "pipeline_megapixels_per_second")
-            },
-            "driver_growth_ratio": round(float(large["driver_peak_rss_mb"]) / float(small["driver_peak_rss_mb"]), 3),  # type: ignore[arg-type]
-        },
-    )
+    figures: dict[str, object] = {
+        name: {k: v for k, v in r.items() if k in KEPT} for name, r in (("small", small), ("large", large))
+    }
+    for process in ("driver", "predictor"):
+        key = f"{process}_peak_rss_mb"
+        if key in small and key in large:
+            figures[f"{process}_growth_ratio"] = round(float(large[key]) / float(small[key]), 3)  # type: ignore[arg-type]
+    emit("memory", figures)
 
 
 if __name__ == "__main__":

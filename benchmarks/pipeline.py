@@ -10,7 +10,7 @@ side of it).  `--repeats N` alternates N pipeline runs (each into a fresh
 output) with N + 1 bare-model runs and reports the median ratios, and every
 run's figures.  From each run's timeline: seconds until the first unit was
 finished (actor start-up, model load, first read) and the steady-state rate
-after it.  Also reports the driver's peak RSS.
+after it.  Also reports the peak RSS of the driver and of Ray's workers.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks.common import emit
 from benchmarks.model import model_throughput
 from benchmarks.synthetic import make_archive
+from benchmarks.workers import WorkerPeaks
 
 BARE_SECONDS = 15
 
@@ -105,9 +106,10 @@ def pipeline_run(job_doc: dict[str, Any]) -> dict[str, Any]:
 
     job = JobSpec.model_validate(job_doc)
     init_ray(None)
-    start = time.perf_counter()
-    report = submit(job)
-    elapsed = time.perf_counter() - start
+    with WorkerPeaks() as workers:
+        start = time.perf_counter()
+        report = submit(job)
+        elapsed = time.perf_counter() - start
     ray.shutdown()  # the bare model gets the whole machine, as the actors had
     return {
         "megapixels": report.megapixels,
@@ -115,6 +117,7 @@ def pipeline_run(job_doc: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "pipeline_megapixels_per_second": round(report.megapixels / elapsed, 4),
         **timeline_figures(report.timeline),
+        **workers.figures(),
     }
 
 
