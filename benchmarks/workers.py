@@ -54,8 +54,10 @@ class WorkerPeaks:
                 title = " ".join(child.cmdline())
             except psutil.Error:
                 continue
+            if not title.startswith("ray::"):  # Ray's own services (raylet, GCS), not workers
+                continue
             peak = peak_rss_mb(child.pid)
-            if title.startswith("ray::") and peak is not None:
+            if peak is not None:
                 self.peaks[child.pid] = (title, max(peak, self.peaks.get(child.pid, ("", 0.0))[1]))
 
     def figures(self) -> dict[str, float]:

@@ -12,7 +12,7 @@ HOLD_200_MB = "import time; block = bytearray(200 << 20); time.sleep(3)"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
-def test_the_peak_of_a_ray_worker_is_kept_after_it_freed_its_memory():
+def test_a_workers_peak_is_kept_after_it_exits_and_actors_are_told_from_other_workers():
     with WorkerPeaks() as peaks:
         # argv[0] as Ray titles its workers: the benchmark tells predictor actors from other workers by it
         worker = subprocess.Popen(["ray::MapWorker(test)", "-c", HOLD_200_MB], executable=sys.executable)
