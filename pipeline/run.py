@@ -31,6 +31,7 @@ from pipeline.model.checkpoint import model_fingerprint
 from pipeline.plan import WorkUnit, check_chunks
 from pipeline.planner import ImagePlan, PlanSummary, pending_units, plan_job, provenance
 from pipeline.report import RunReport, record_timeline
+from pipeline.retry import windows, with_retries
 from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import PredictStage, ReadPredictWriteStage, StageContext, read_unit, write_unit
@@ -164,37 +165,6 @@ def map_rows(
 
     ds: Any = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // ROWS_PER_CPU_TASK))
     yield from ds.map(fn, fn_kwargs={"ctx": ctx}, num_cpus=spec.resources.cpus_per_reader).iter_rows()
-
-
-def with_retries(
-    rows: list[dict[str, Any]], stream: Callable[[list[dict[str, Any]]], Iterator[dict[str, Any]]], retries: int
-) -> Iterator[tuple[dict[str, Any], int]]:
-    """(final row, attempts) of each unit: a failed unit runs again, as planned, up to `retries` times."""
-    attempts: dict[tuple[str, str], int] = defaultdict(int)
-    todo = rows
-    while todo:
-        planned = {(r["key"], WorkUnit.from_dict(r).id): r for r in todo}  # without a failed attempt's error
-        retry = []
-        for row in stream(todo):
-            unit = (row["key"], WorkUnit.from_dict(row).id)
-            attempts[unit] += 1
-            if row["error"] and attempts[unit] <= retries:
-                retry.append(planned[unit])
-                continue
-            yield row, attempts.pop(unit)
-        todo = retry
-
-
-def windows(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """Lists of `size` rows (the last may be shorter); each becomes one Ray dataset."""
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class Committer:

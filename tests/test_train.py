@@ -102,7 +102,7 @@ def test_ray_train_ddp_with_two_cpu_workers_writes_the_same_outputs(tmp_path):
 
     spec = make_spec(tmp_path, 4)
     ray.shutdown()
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)  # ours, not a `ray start` one
     try:
         train_distributed(spec, workers=2)
     finally:
