@@ -57,8 +57,8 @@ class WorkerPeaks:
             if not title.startswith("ray::"):  # Ray's own services (raylet, GCS), not workers
                 continue
             peak = peak_rss_mb(child.pid)
-            if peak is not None:
-                self.peaks[child.pid] = (title, max(peak, self.peaks.get(child.pid, ("", 0.0))[1]))
+            if peak is not None:  # VmHWM never falls: the latest reading is the peak so far
+                self.peaks[child.pid] = (title, peak)
 
     def figures(self) -> dict[str, float]:
         """Peak RSS of the predictor actors (Ray Data's MapWorker) and of any other worker, in MB."""

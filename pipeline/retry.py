@@ -31,27 +31,29 @@ def with_retries(rows: list[Row], stream: Stream, retries: int) -> Iterator[tupl
     attempts: dict[tuple[str, str], int] = defaultdict(int)
     todo = rows
     while todo:
-        as_planned = {unit_of(r): r for r in todo}  # without a failed attempt's error
-        unfinished = dict.fromkeys(as_planned)  # ordered, as planned
+        planned = {unit_of(r): r for r in todo}  # without a failed attempt's error
         retry = []
-        try:
-            for row in stream(todo):
-                unit = unit_of(row)
-                unfinished.pop(unit, None)
-                attempts[unit] += 1
-                if row["error"] and attempts[unit] <= retries:
-                    retry.append(as_planned[unit])
-                    continue
-                yield row, attempts.pop(unit)
-        except Exception as exc:  # the stream as a whole: what it finished stays finished
-            log.warning("Ray Data stream failed with %d units unfinished: %r", len(unfinished), exc)
-            for unit in unfinished:
-                attempts[unit] += 1
-                if attempts[unit] <= retries:
-                    retry.append(as_planned[unit])
-                else:
-                    yield {**as_planned[unit], "error": describe_failure(as_planned[unit], exc)}, attempts.pop(unit)
+        for row in rows_or_failures(stream, todo):
+            unit = unit_of(row)
+            attempts[unit] += 1
+            if row["error"] and attempts[unit] <= retries:
+                retry.append(planned[unit])
+                continue
+            yield row, attempts.pop(unit)
         todo = retry
+
+
+def rows_or_failures(stream: Stream, todo: list[Row]) -> Iterator[Row]:
+    """The stream's rows; if the stream raises as a whole, a failed row for each unit it had not yielded."""
+    unfinished = {unit_of(r): r for r in todo}  # ordered, as planned
+    try:
+        for row in stream(todo):
+            unfinished.pop(unit_of(row), None)
+            yield row
+    except Exception as exc:  # what the stream finished stays finished
+        log.warning("Ray Data stream failed with %d units unfinished: %r", len(unfinished), exc)
+        for row in unfinished.values():
+            yield {**row, "error": describe_failure(row, exc)}
 
 
 def windows(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
