@@ -10,6 +10,7 @@ to float32 round-off.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -56,9 +57,7 @@ class Predictor:
         dev = resolve_device(device)
         # channels_last pays on both: cuDNN tensor cores, and oneDNN on CPUs (about 2x here).
         model = model.to(dev).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if dev.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
+        if dev.type == "cpu":
             keep_freed_memory()  # activations are reused every forward: no page faults for them
         return cls(model=model, device=dev, precision=resolve_precision(precision, dev))
 
@@ -70,9 +69,28 @@ class Predictor:
             x = x.pin_memory().to(self.device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
         dtype = _AUTOCAST.get(self.precision)
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        autocast = torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        with self.backend_flags(), autocast:
             y = self.model.activate(self.model(x))
         return y.float().cpu().numpy()
+
+    def backend_flags(self) -> AbstractContextManager[object]:
+        return cudnn_flags(self.precision) if self.device.type == "cuda" else nullcontext()
+
+
+def cudnn_flags(precision: str) -> AbstractContextManager[object]:
+    """cuDNN's settings for a forward: autotuned kernels, and `fp32` meaning IEEE fp32.
+
+    cuDNN's default for fp32 convolutions on Ampere and later is TF32, which rounds
+    inputs to 10 mantissa bits (relative error ~1e-3): tiles would then differ from
+    the untiled definition by far more than float32 round-off.  bf16 and fp16 are
+    the fast modes, with their stated tolerance.
+    Scoped to the forward: the process's own settings are back afterwards.
+    """
+    exact = precision == "fp32"
+    return torch.backends.cudnn.flags(
+        enabled=True, benchmark=True, allow_tf32=not exact, fp32_precision="ieee" if exact else "none"
+    )
 
 
 def mirrored_window(image: np.ndarray, rows: slice, cols: slice) -> np.ndarray:

@@ -7,14 +7,20 @@ base channels; each config also runs once at its real width.
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.errors import GeometryError
 from pipeline.model import UNet
-from pipeline.predict import predict_image, predict_untiled
+from pipeline.predict import cudnn_flags, predict_image, predict_untiled
 from pipeline.tiling import TileGrid
 from tests.conftest import ROOT, model_config, random_model
 
 TOLERANCE = 1e-4
+# The CUDA cases run where torch sees a GPU (the GPU machine), and say they were skipped elsewhere.
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")),
+]
 
 
 def _image(model: UNet, height: int, width: int, seed: int = 1) -> np.ndarray:
@@ -40,6 +46,26 @@ def test_tiled_equals_untiled_at_full_width(config_name):
     image = _image(model, 41, 45)
     tiled = predict_image(model, image, tile=model.geometry.min_tile, batch_size=4, device="cpu")
     assert np.abs(tiled - predict_untiled(model, image)).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tiled_on_a_device_equals_the_definition_on_the_cpu(device):
+    model = random_model(model_config("unet-small"))
+    image = _image(model, 150, 119)
+    g = model.geometry
+    tiled = predict_image(model, image, tile=g.min_tile + 3 * g.factor, batch_size=3, device=device)
+    assert np.abs(tiled - predict_untiled(model, image, device="cpu")).max() <= TOLERANCE
+
+
+def test_fp32_on_cuda_means_ieee_convolutions_for_the_forward_only():
+    """cuDNN's default, TF32, rounds to 10 mantissa bits: not exact.  Half modes keep the default."""
+    before = torch.backends.cudnn.conv.fp32_precision
+    with cudnn_flags("fp32"):
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cudnn.benchmark
+    with cudnn_flags("bf16"):
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    assert torch.backends.cudnn.conv.fp32_precision == before
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -104,9 +130,10 @@ def test_windows_of_several_blocks_batch_together_without_mixing_tile_shapes():
 
 # Measured on CPU (torch 2.13 autocast) for this crop: bf16 max diff 0.033 and 99.88% of labels
 # equal (short of the 99.9% the throughput issue asks for; the flips sit at p ~ 0.5);
-# fp16 agrees to >= 99.9%.  GPU autocast was not measured (no GPU was lent).
+# fp16 agrees to >= 99.9%.  GPU autocast: not yet measured (no GPU was lent so far).
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("precision", "agreement"), [("bf16", 0.998), ("fp16", 0.999)])
-def test_half_precision_stays_within_the_stated_tolerance_of_fp32(precision, agreement):
+def test_half_precision_stays_within_the_stated_tolerance_of_fp32(precision, agreement, device):
     """The shipped model on a real EM crop: probabilities within 0.05 of fp32, labels mostly equal."""
     from PIL import Image
 
@@ -115,6 +142,6 @@ def test_half_precision_stays_within_the_stated_tolerance_of_fp32(precision, agr
     model = load_checkpoint(ROOT / "models" / "unet-small-isbi2012" / "model.safetensors")
     pixels = np.asarray(Image.open(ROOT / "samples" / "isbi2012-test" / "0.png"), np.float32)[None, :256, :256] / 255
     exact = predict_image(model, pixels, tile=256, device="cpu")
-    half = predict_image(model, pixels, tile=256, device="cpu", precision=precision)
+    half = predict_image(model, pixels, tile=256, device=device, precision=precision)
     assert np.abs(half - exact).max() <= 0.05
     assert (half.argmax(0) == exact.argmax(0)).mean() >= agreement
