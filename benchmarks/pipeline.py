@@ -69,12 +69,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--cpus-per-actor", type=float, default=2)
+    parser.add_argument("--gpus-per-actor", type=float, help="default: 1 with --device cuda, else 0")
     parser.add_argument("--units-per-task", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=1, help="pipeline runs, each between two bare-model runs")
     parser.add_argument("--skip-model", action="store_true", help="only the pipeline (memory runs)")
     return parser.parse_args()
+
+
+def gpus_per_actor(args: argparse.Namespace) -> float:
+    if args.gpus_per_actor is not None:
+        return float(args.gpus_per_actor)
+    return 1.0 if args.device == "cuda" else 0.0
 
 
 def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[str, Any]:
@@ -92,6 +99,7 @@ def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[
         "resources": {
             "actors": args.actors,
             "cpus_per_actor": args.cpus_per_actor,
+            "gpus_per_actor": gpus_per_actor(args),
             "units_per_task": args.units_per_task,
         },
     }
@@ -147,7 +155,11 @@ def main() -> None:
             "format": args.format,
             "megapixels": runs[0]["megapixels"],
         },
-        "resources": {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor},
+        "resources": {
+            "actors": args.actors,
+            "cpus_per_actor": args.cpus_per_actor,
+            "gpus_per_actor": gpus_per_actor(args),
+        },
         **{key: median_of(runs, key) for key in runs[0] if key not in ("megapixels", "model_megapixels_per_second")},
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -157,6 +157,17 @@ class JobSpec(Settings):
     output: OutputSpec
     resources: ResourcesSpec = ResourcesSpec()
 
+    @model_validator(mode="after")
+    def _cuda_actors_have_gpus(self) -> Self:
+        # Ray hides every GPU from a worker that asked for none (CUDA_VISIBLE_DEVICES=""):
+        # each actor would fail to start, after the job had begun.
+        if self.inference.device == "cuda" and self.resources.gpus_per_actor == 0:
+            raise ValueError(
+                "inference.device is 'cuda' but resources.gpus_per_actor is 0, and Ray shows no GPU to an actor "
+                "that asks for none: set resources.gpus_per_actor (1 = a GPU per actor), or device: auto"
+            )
+        return self
+
     @classmethod
     def load(cls, path: str | Path) -> JobSpec:
         """Parse and validate a job file; relative paths resolve against its folder."""

@@ -54,6 +54,13 @@ def test_instance_settings_belong_to_kind_instances(tmp_path):
         _load(tmp_path, GOOD.replace("kind: labels", "kind: instances, instances: {method: flood}"))
 
 
+def test_cuda_without_a_gpu_per_actor_is_rejected_before_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"job\.yaml:\d+: .*device is 'cuda' but resources\.gpus_per_actor is 0"):
+        _load(tmp_path, GOOD + "inference: {device: cuda}\n")
+    spec = _load(tmp_path, GOOD + "inference: {device: cuda}\nresources: {gpus_per_actor: 1}\n")
+    assert spec.resources.io_in_actor() is False
+
+
 def test_a_missing_checkpoint_is_rejected_before_work(tmp_path):
     text = GOOD.replace(f"config: {ROOT}/configs/models/unet-small.yaml", "checkpoint: nope.safetensors")
     with pytest.raises(ConfigError, match=r"job\.yaml:3: model\.checkpoint: no such file .*nope\.safetensors"):
