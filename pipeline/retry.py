@@ -33,7 +33,7 @@ def with_retries(rows: list[Row], stream: Stream, retries: int) -> Iterator[tupl
     while todo:
         planned = {unit_of(r): r for r in todo}  # without a failed attempt's error
         retry = []
-        for row in rows_or_failures(stream, todo):
+        for row in rows_or_failures(stream, planned):
             unit = unit_of(row)
             attempts[unit] += 1
             if row["error"] and attempts[unit] <= retries:
@@ -43,11 +43,11 @@ def with_retries(rows: list[Row], stream: Stream, retries: int) -> Iterator[tupl
         todo = retry
 
 
-def rows_or_failures(stream: Stream, todo: list[Row]) -> Iterator[Row]:
+def rows_or_failures(stream: Stream, planned: dict[tuple[str, str], Row]) -> Iterator[Row]:
     """The stream's rows; if the stream raises as a whole, a failed row for each unit it had not yielded."""
-    unfinished = {unit_of(r): r for r in todo}  # ordered, as planned
+    unfinished = dict(planned)  # ordered, as planned
     try:
-        for row in stream(todo):
+        for row in stream(list(planned.values())):
             unfinished.pop(unit_of(row), None)
             yield row
     except Exception as exc:  # what the stream finished stays finished
