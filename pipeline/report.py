@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 
-from pipeline.manifest import Manifest
+from pipeline.manifest import INSTANCES_PREFIX, Manifest, image_dir_name
 from pipeline.spec import JobSpec
 
 REPORT_NAME = "run-report.json"
@@ -88,29 +89,43 @@ def write_report_json(output: str, report: RunReport) -> str:
     return path
 
 
+def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
+    """(images per state, units per state) from the manifest; the instance pass's units as "instances <state>"."""
+    images: Counter[str] = Counter()
+    units: Counter[str] = Counter(done=0, failed=0)
+    state_of: dict[str, str] = {}
+    for record in manifest.image_records():
+        state_of[image_dir_name(record["key"])] = record.get("state", "?")
+        images[record.get("state", "?")] += 1
+        if record.get("state") == "complete":
+            units["done"] += int(record.get("units", 0))
+    for folder, records in manifest.unit_records_by_folder():
+        if state_of.get(folder) == "complete":
+            continue  # counted from its image record
+        if folder not in state_of:
+            images["in progress"] += 1  # a killed run's: image records are written when an image ends
+        for r in records.values():
+            state = "done" if r.finished else r.state
+            units[("instances " if r.unit.startswith(INSTANCES_PREFIX) else "") + state] += 1
+    return images, units
+
+
 def job_status(spec: JobSpec) -> str:
     manifest = Manifest(spec.output.path)
     job = manifest.job()
     if job is None:
         return f"{spec.name}: never run (no manifest at {spec.output.path})"
-    states: dict[str, int] = {}
-    units = {"done": 0, "failed": 0}
-    for record in manifest.image_records():
-        states[record.get("state", "?")] = states.get(record.get("state", "?"), 0) + 1
-        if record.get("state") != "complete":
-            for r in manifest.unit_records(record["key"]).values():
-                state = "done" if r.finished else r.state
-                units[state] = units.get(state, 0) + 1
-        else:
-            units["done"] += int(record.get("units", 0))
+    images, units = tally(manifest)
     last: dict[str, Any] = manifest.last_run_report() or {}
     lines = [
         f"{spec.name}: job {job['job_fingerprint'][:12]}",
-        "  images: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        if states
+        "  images: " + ", ".join(f"{n} {s}" for s, n in sorted(images.items()))
+        if images
         else "  images: none recorded",
         f"  units: {units['done']} done, {units['failed']} failed (pending: run `segment-archive plan`)",
     ]
+    if units["instances done"] or units["instances failed"]:
+        lines.append(f"  instance pass: {units['instances done']} unit(s) done, {units['instances failed']} failed")
     if last:
         lines.append(
             f"  last run {last.get('run_id')}: {last.get('status')}, {last.get('units_done')} unit(s), "

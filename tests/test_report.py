@@ -1,0 +1,45 @@
+"""`status`: what the manifest says is done, failed and in progress."""
+
+from pipeline.manifest import INSTANCES_PREFIX, Manifest, UnitRecord
+from pipeline.report import job_status
+from pipeline.spec import JobSpec
+
+
+def job_on(output: str) -> JobSpec:
+    return JobSpec.model_validate(
+        {"name": "j", "input": {"path": "in/"}, "output": {"path": output}, "model": {"config": "unet-small"}}
+    )
+
+
+def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_path):
+    out = str(tmp_path / "out.zarr")
+    manifest = Manifest(out)
+    manifest.set_job({"job_fingerprint": "f" * 64})
+    manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
+    # b.tif: the run was killed after three of its units; it has no image record yet
+    manifest.commit_units(
+        "b.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(2)] + [UnitRecord("0/0/2", "failed", 3, "fp")]
+    )
+    lines = job_status(job_on(out)).splitlines()
+    assert "  images: 1 complete, 1 in progress" in lines
+    assert "  units: 6 done, 1 failed (pending: run `segment-archive plan`)" in lines
+
+
+def test_status_counts_instance_pass_records_apart_from_the_model_units(tmp_path):
+    out = str(tmp_path / "out.zarr")
+    manifest = Manifest(out)
+    manifest.set_job({"job_fingerprint": "f" * 64})
+    manifest.set_image_record("a.tif", {"key": "a.tif", "state": "partial", "failed": 1})
+    manifest.commit_units(
+        "a.tif",
+        [UnitRecord("0/0/0", "done", 1, "fp"), UnitRecord("0/0/1", "failed", 3, "fp")]
+        + [UnitRecord(INSTANCES_PREFIX + "0/0/0", "done", 1, "fp")],
+    )
+    lines = job_status(job_on(out)).splitlines()
+    assert "  images: 1 partial" in lines
+    assert "  units: 1 done, 1 failed (pending: run `segment-archive plan`)" in lines
+    assert "  instance pass: 1 unit(s) done, 0 failed" in lines
+
+
+def test_status_of_an_output_never_written(tmp_path):
+    assert job_status(job_on(str(tmp_path / "none.zarr"))) == f"j: never run (no manifest at {tmp_path}/none.zarr)"
