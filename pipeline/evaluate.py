@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
 from pipeline.errors import InputError
 from pipeline.io import open_archive
-from pipeline.io.maskstore import label_name
+from pipeline.io.maskstore import MaskStore
 from pipeline.io.normalize import NormalizeSettings, affine_for, normalize
 from pipeline.metrics import connected_components, iou_dice, pixel_error, rand_error, rand_f_score
 
@@ -128,30 +127,24 @@ def evaluate_checkpoint(
     return result
 
 
-def store_foreground(level0: Any, group: str, plane: int) -> np.ndarray:
-    """Foreground of one plane of a stored output: binary for labels/mask, class 1 for probabilities."""
-    data = np.asarray(level0[...])
-    if group == "labels":
-        return (data.reshape(-1, *data.shape[-2:])[plane] >= 1).astype(np.float32)
-    probabilities = data.reshape(data.shape[0], -1, *data.shape[-2:])  # (classes, planes, H, W)
-    return probabilities[min(1, probabilities.shape[0] - 1), plane]
+def stored_foreground(stored: np.ndarray) -> np.ndarray:
+    """Foreground of one stored plane: binary for (H, W) labels/mask, class 1 of (classes, H, W) probabilities."""
+    if stored.ndim == 2:
+        return (stored >= 1).astype(np.float32)
+    return stored[min(1, stored.shape[0] - 1)]
 
 
 def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreground: str = "nonzero") -> Evaluation:
-    """Score a mask store written by `submit`."""
+    """Score a mask store written by `submit`, one plane in memory at a time."""
     result = Evaluation()
+    groups = (MaskStore(store, "labels"), MaskStore(store, "probabilities"))
     for key, plane, truth in truth_planes(labels, keys, foreground):
-        for group in ("labels", "probabilities"):
-            try:
-                level0 = zarr.open_array(f"{store}/{group}/{label_name(key)}/0", mode="r")
-            except Exception:
-                continue
-            if level0.dtype == np.uint32:  # output.kind instances
-                objects = np.asarray(level0[...]).reshape(-1, *level0.shape[-2:])[plane]
-                result.instances.append(score_instances(key, plane, objects, truth))
-            else:
-                result.planes.append(score_plane(key, plane, store_foreground(level0, group, plane), truth))
-            break
-        else:
+        output = next((g for g in groups if g.image_attrs(key) is not None), None)
+        if output is None:
             raise InputError(f"{store}: no output for image {key!r}")
+        stored = output.read_plane(key, plane)
+        if stored.dtype == np.uint32:  # output.kind instances
+            result.instances.append(score_instances(key, plane, stored, truth))
+        else:
+            result.planes.append(score_plane(key, plane, stored_foreground(stored), truth))
     return result

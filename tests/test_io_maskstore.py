@@ -6,6 +6,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import zarr
 
 from pipeline.io import open_archive
@@ -78,3 +79,16 @@ def test_a_writer_killed_mid_write_leaves_whole_chunks_never_torn(tmp_path):
         for y in range(0, 512, 64):
             for x in range(0, 512, 64):
                 assert len(np.unique(data[y : y + 64, x : x + 64])) == 1, "a torn chunk"
+
+
+def test_read_plane_numbers_planes_as_the_input_does_and_reads_no_other_plane(tmp_path):
+    store = MaskStore(str(tmp_path / "out.zarr"), "probabilities")
+    layout = OutputLayout("tczyx", (2, 2, 3, 8, 8), (1, 2, 1, 8, 8), "float32")
+    store.create_image("img", layout, {}, {})
+    for plane in range(6):  # row-major over t, then z: plane 4 is t=1, z=1
+        block = np.full((2, 8, 8), plane + 1, np.float32)  # never the fill value: every chunk is written
+        store.write_block("img", {"t": plane // 3, "z": plane % 3}, layout.axes, slice(0, 8), slice(0, 8), block)
+    (tmp_path / "out.zarr/probabilities/img/0/0/0/0/0/0").write_bytes(b"not a chunk")  # plane 0's
+    np.testing.assert_array_equal(store.read_plane("img", 4), np.full((2, 8, 8), 5, np.float32))
+    with pytest.raises(RuntimeError, match="blosc"):
+        store.read_plane("img", 0)

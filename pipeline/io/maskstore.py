@@ -24,6 +24,7 @@ import zarr
 from pipeline.errors import OutputError
 from pipeline.io.archive import natural_key
 from pipeline.io.image import LazyImage
+from pipeline.plan import plane_coords
 
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 NGFF_VERSION = "0.4"
@@ -160,11 +161,20 @@ class MaskStore:
 
     def read_region(self, key: str, plane_coords: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
         """(H, W) labels or (classes, H, W) probabilities of a region of one plane (slices may step)."""
+        axes = self.layout_axes(key)
+        return np.asarray(self.level0(key, mode="r")[plane_index(plane_coords, axes, rows, cols)])
+
+    def read_plane(self, key: str, plane: int) -> np.ndarray:
+        """One whole plane (numbered as the input's: row-major over t, then z), reading no other plane."""
+        axes, level0 = self.layout_axes(key), self.level0(key, mode="r")
+        coords = plane_coords(plane, {a: n for a, n in zip(axes, level0.shape, strict=True) if a in "tz"})
+        return np.asarray(level0[plane_index(coords, axes, slice(None), slice(None))])
+
+    def layout_axes(self, key: str) -> str:
         attrs = self.image_attrs(key)
         if attrs is None:
             raise OutputError(f"{self.url}: no output for image {key!r}")
-        axes = "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
-        return np.asarray(self.level0(key, mode="r")[plane_index(plane_coords, axes, rows, cols)])
+        return "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
 
     def build_pyramid(self, key: str, levels: int) -> int:
         """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities), block-wise with dask."""
