@@ -11,10 +11,15 @@ def job_on(output: str) -> JobSpec:
     )
 
 
-def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_path):
+def a_job_manifest(tmp_path) -> tuple[str, Manifest]:
     out = str(tmp_path / "out.zarr")
     manifest = Manifest(out)
     manifest.set_job({"job_fingerprint": "f" * 64})
+    return out, manifest
+
+
+def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_path):
+    out, manifest = a_job_manifest(tmp_path)
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
     # b.tif: the run was killed after three of its units; it has no image record yet
     manifest.commit_units(
@@ -26,9 +31,7 @@ def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_pa
 
 
 def test_status_counts_instance_pass_records_apart_from_the_model_units(tmp_path):
-    out = str(tmp_path / "out.zarr")
-    manifest = Manifest(out)
-    manifest.set_job({"job_fingerprint": "f" * 64})
+    out, manifest = a_job_manifest(tmp_path)
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "partial", "failed": 1})
     manifest.commit_units(
         "a.tif",
