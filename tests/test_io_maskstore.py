@@ -54,6 +54,23 @@ def test_probabilities_use_ome_axis_order_and_mean_pyramids(tmp_path):
     assert level1.shape == (3, 2, 50, 45) and float(level1[0, 0, 0, 0]) == 1.0
 
 
+NO_PYRAMID = """
+import sys
+from pipeline.io.maskstore import MaskStore, OutputLayout
+store = MaskStore(sys.argv[1], "labels")
+store.create_image("img", OutputLayout("yx", (64, 64), (32, 32), "uint8"), {}, {})
+print(store.build_pyramid("img", 0), "dask" in sys.modules)
+"""
+
+
+def test_an_image_without_pyramid_levels_keeps_dask_out_of_the_driver(tmp_path):
+    # Importing dask costs ~1 s of CPU: in the middle of a run, a CPU model loses it.
+    run = subprocess.run([sys.executable, "-c", NO_PYRAMID, str(tmp_path / "out.zarr")], capture_output=True, text=True)
+    assert run.stdout.split() == ["0", "False"], run.stderr
+    attrs = zarr.open_group(str(tmp_path / "out.zarr/labels/img"), mode="r").attrs
+    assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0"]
+
+
 WRITER = """
 import sys, numpy as np, zarr
 arr = zarr.open_array(sys.argv[1], mode="r+")

@@ -177,14 +177,34 @@ class MaskStore:
         return "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
 
     def build_pyramid(self, key: str, levels: int) -> int:
-        """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities), block-wise with dask."""
-        import dask.array as da
-
+        """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities); returns the levels built."""
         group = zarr.open_group(self._store(), path=f"{self.group_name}/{label_name(key)}", mode="r+", zarr_format=2)
         source: Any = group["0"]
         attrs: dict[str, Any] = dict(group.attrs)
         axes = [a["name"] for a in attrs["multiscales"][0]["axes"]]
-        chunks = source.chunks
+        # Importing dask costs the driver ~1 s of CPU, which a CPU model would lose beside it.
+        built = self._write_levels(group, source, levels) if levels else 0
+        scale = {
+            a: s
+            for a, s in zip(
+                axes, attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True
+            )
+        }
+        layout_axes = "".join(axes)
+        new = self._image_attrs(
+            key,
+            OutputLayout(layout_axes, source.shape, source.chunks, str(source.dtype)),
+            scale,
+            built + 1,
+            attrs.get("segment-archive", {}),
+        )
+        group.attrs.update(new)
+        return built
+
+    def _write_levels(self, group: zarr.Group, source: Any, levels: int) -> int:
+        """Levels 1..`levels` of `group`, block-wise with dask, each from the one before; returns how many."""
+        import dask.array as da
+
         built = 0
         current: Any = da.from_zarr(source)
         for level in range(1, levels + 1):
@@ -199,7 +219,7 @@ class MaskStore:
             target: Any = group.create_array(
                 str(level),
                 shape=down.shape,
-                chunks=tuple(min(c, s) for c, s in zip(chunks, down.shape, strict=True)),
+                chunks=tuple(min(c, s) for c, s in zip(source.chunks, down.shape, strict=True)),
                 dtype=source.dtype,
                 compressors=COMPRESSOR,
                 fill_value=0,
@@ -209,19 +229,4 @@ class MaskStore:
             da.store(down.rechunk(target.chunks), target, lock=False)
             current = da.from_zarr(target)
             built = level
-        scale = {
-            a: s
-            for a, s in zip(
-                axes, attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True
-            )
-        }
-        layout_axes = "".join(axes)
-        new = self._image_attrs(
-            key,
-            OutputLayout(layout_axes, source.shape, chunks, str(source.dtype)),
-            scale,
-            built + 1,
-            attrs.get("segment-archive", {}),
-        )
-        group.attrs.update(new)
         return built
