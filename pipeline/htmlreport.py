@@ -25,6 +25,7 @@ from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import Manifest
 from pipeline.preview import Preview, render_preview
+from pipeline.report import tally
 from pipeline.spec import JobSpec
 
 REPORT_HTML = "report.html"
@@ -51,6 +52,7 @@ class ReportData:
     runs: list[dict[str, Any]]
     images: list[dict[str, Any]]
     unit_failures: dict[str, str] = field(default_factory=dict)
+    in_progress: int = 0  # images a stopped run had started but not finished (no image record yet)
 
     def count(self, state: str) -> int:
         return sum(1 for r in self.images if r.get("state") == state)
@@ -73,7 +75,9 @@ def collect(output: str) -> ReportData:
             for unit, r in manifest.unit_records(record["key"]).items():
                 if r.state == "failed":
                     failures[f"{record['key']}:{unit}"] = r.error
-    return ReportData(output, spec, job.get("job_fingerprint", ""), list(manifest.run_reports()), images, failures)
+    in_progress = tally(manifest)[0]["in progress"]
+    runs = list(manifest.run_reports())
+    return ReportData(output, spec, job.get("job_fingerprint", ""), runs, images, failures, in_progress)
 
 
 def evenly_spaced(items: list[str], n: int) -> list[str]:
@@ -165,6 +169,7 @@ def summary_section(data: ReportData) -> str:
         ["images complete", data.count("complete")],
         ["images partial (some units quarantined)", data.count("partial")],
         ["images quarantined", data.count("quarantined")],
+        ["images in progress (a run stopped before they were finished)", data.in_progress],
         ["units quarantined", len(data.unit_failures)],
         ["runs recorded", len(data.runs)],
     ]

@@ -17,7 +17,9 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.errors import ExitCode
-from pipeline.htmlreport import evenly_spaced, rates, throughput_svg
+from pipeline.htmlreport import collect, evenly_spaced, rates, summary_section, throughput_svg
+from pipeline.manifest import Manifest, UnitRecord
+from pipeline.spec import JobSpec
 from tests.jobs import make_archive, make_job
 
 pytestmark = pytest.mark.usefixtures("local_ray")
@@ -116,6 +118,19 @@ def test_hostile_file_names_are_quarantined_and_escaped_in_the_report(tmp_path):
     assert result.exit_code == ExitCode.PARTIAL, result.output
     text = (tmp_path / "out.zarr" / "report.html").read_text()
     assert "<script>" not in text and "&lt;script&gt;x.tif" in text
+
+
+def test_summary_counts_the_images_a_killed_run_left_unfinished(tmp_path):
+    out = str(tmp_path / "out.zarr")
+    spec = {"name": "j", "input": {"path": "in/"}, "output": {"path": out}, "model": {"config": "unet-small"}}
+    manifest = Manifest(out)
+    manifest.set_job({"job_fingerprint": "f" * 64, "spec": JobSpec.model_validate(spec).model_dump(mode="json")})
+    manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
+    manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])  # killed before b.tif's record
+    page = Page()
+    page.feed(summary_section(collect(out)))
+    row = page.cells.index("images in progress (a run stopped before they were finished)")
+    assert page.cells[row + 1] == "1" and page.cells[page.cells.index("images complete") + 1] == "1"
 
 
 def test_throughput_chart_follows_the_rate_between_samples():
