@@ -139,7 +139,7 @@ class ResourcesSpec(Settings):
         ge=1,
         le=64,
         description="units per Ray task (read, predict, write): more amortise Ray's cost per task; "
-        "a kill loses at most this many units per actor",
+        "a task's units come back (and are committed) together",
     )
 
     def io_in_actor(self) -> bool:
