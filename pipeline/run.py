@@ -145,9 +145,7 @@ def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, spec: J
     return ds.map_batches(
         stage,
         fn_constructor_kwargs={"ctx": ctx},
-        # A whole task's units in one call: each call costs the actor ~2 ms of Ray Data's
-        # batching.  The net still sees `inference.batch_size` tiles at a time.
-        batch_size=max(spec.inference.batch_size, r.units_per_task),
+        batch_size=max(1, spec.inference.batch_size),
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=r.actors),
         num_gpus=r.gpus_per_actor,

@@ -135,11 +135,7 @@ class ResourcesSpec(Settings):
     retries: int = Field(2, ge=0, description="attempts after the first before a unit is quarantined")
     window: int = Field(2048, ge=1, description="work units streamed per Ray dataset (bounds driver memory)")
     units_per_task: int = Field(
-        4,
-        ge=1,
-        le=64,
-        description="units per Ray task (read, predict, write): more amortise Ray's cost per task; "
-        "a task's units come back (and are committed) together",
+        2, ge=1, le=64, description="units per read and write task: more amortise Ray's cost per task"
     )
 
     def io_in_actor(self) -> bool:
