@@ -71,9 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--actors", type=int, default=1)
     parser.add_argument("--cpus-per-actor", type=float, default=2)
     parser.add_argument("--gpus-per-actor", type=float, help="default: 1 with --device cuda, else 0")
-    parser.add_argument(
-        "--units-per-task", type=int, default=ResourcesSpec.model_fields["units_per_task"].default
-    )
+    parser.add_argument("--units-per-task", type=int, default=ResourcesSpec.model_fields["units_per_task"].default)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=1, help="pipeline runs, each between two bare-model runs")
