@@ -75,7 +75,7 @@ def collect(output: str) -> ReportData:
             for unit, r in manifest.unit_records(record["key"]).items():
                 if r.state == "failed":
                     failures[f"{record['key']}:{unit}"] = r.error
-    in_progress = tally(manifest)[0]["in progress"]
+    in_progress = tally(manifest, images)[0]["in progress"]
     runs = list(manifest.run_reports())
     return ReportData(output, spec, job.get("job_fingerprint", ""), runs, images, failures, in_progress)
 

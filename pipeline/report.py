@@ -89,12 +89,15 @@ def write_report_json(output: str, report: RunReport) -> str:
     return path
 
 
-def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
-    """(images per state, units per state) from the manifest; the instance pass's units as "instances <state>"."""
+def tally(manifest: Manifest, image_records: list[dict[str, Any]] | None = None) -> tuple[Counter[str], Counter[str]]:
+    """(images per state, units per state) from the manifest; the instance pass's units as "instances <state>".
+
+    `image_records`: the manifest's, where the caller has read them already (one file per image).
+    """
     images: Counter[str] = Counter()
     units: Counter[str] = Counter(done=0, failed=0)
     state_of: dict[str, str] = {}
-    for record in manifest.image_records():
+    for record in manifest.image_records() if image_records is None else image_records:
         state_of[image_dir_name(record["key"])] = record.get("state", "?")
         images[record.get("state", "?")] += 1
         if record.get("state") == "complete":

@@ -120,17 +120,31 @@ def test_hostile_file_names_are_quarantined_and_escaped_in_the_report(tmp_path):
     assert "<script>" not in text and "&lt;script&gt;x.tif" in text
 
 
-def test_summary_counts_the_images_a_killed_run_left_unfinished(tmp_path):
+def killed_run_output(tmp_path) -> str:
+    """An output where a.tif was finished and a run was killed in the middle of b.tif."""
     out = str(tmp_path / "out.zarr")
     spec = {"name": "j", "input": {"path": "in/"}, "output": {"path": out}, "model": {"config": "unet-small"}}
     manifest = Manifest(out)
     manifest.set_job({"job_fingerprint": "f" * 64, "spec": JobSpec.model_validate(spec).model_dump(mode="json")})
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
     manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])  # killed before b.tif's record
+    return out
+
+
+def test_summary_counts_the_images_a_killed_run_left_unfinished(tmp_path):
     page = Page()
-    page.feed(summary_section(collect(out)))
+    page.feed(summary_section(collect(killed_run_output(tmp_path))))
     row = page.cells.index("images in progress (a run stopped before they were finished)")
     assert page.cells[row + 1] == "1" and page.cells[page.cells.index("images complete") + 1] == "1"
+
+
+def test_collecting_the_report_reads_the_image_records_once(tmp_path, monkeypatch):
+    # One file per image: on an object store, every extra pass over them is a request per image.
+    out = killed_run_output(tmp_path)
+    passes = []
+    read_records = Manifest.image_records
+    monkeypatch.setattr(Manifest, "image_records", lambda self: passes.append(1) or read_records(self))
+    assert collect(out).in_progress == 1 and len(passes) == 1
 
 
 def test_throughput_chart_follows_the_rate_between_samples():
