@@ -9,6 +9,13 @@ these settings (about 130 MB more resident memory).  The PyTorch CPU tuning
 guide points at tcmalloc or jemalloc for the same reason; glibc's own knobs need
 no preloaded library.
 
+glibc caps the mmap threshold at 32 MB, and a 736 px tile of unet-small has
+35 and 69 MB activations (736² x 16 or 32 channels x 4 bytes): with the threshold alone,
+those were still mmapped and faulted in again every forward (17,000 page faults
+and 40 ms of kernel time a forward here).  So mmap is turned off altogether:
+every block comes from the heap, where a freed one waits for the next forward.
+glibc still falls back on mmap where the heap cannot grow.
+
 Linux with glibc only; elsewhere (macOS, musl) this changes nothing.
 """
 
@@ -20,6 +27,8 @@ import platform
 # Blocks up to this size come from the heap, not from mmap (glibc's largest
 # allowed value on 64-bit: bigger would be refused).
 MMAP_THRESHOLD = 32 << 20
+# How many blocks glibc may mmap: none, so that blocks above the threshold come from the heap too.
+MMAP_MAX = 0
 # Grow the heap in steps this much larger than asked, so that a forward rarely
 # has to move the heap's top.
 TOP_PAD = 256 << 20
@@ -29,6 +38,7 @@ TRIM_THRESHOLD = 1 << 30
 # (mallopt(3) parameter from glibc's malloc.h, the environment variable glibc reads at start, value)
 _SETTINGS = (
     (-3, "MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
+    (-4, "MALLOC_MMAP_MAX_", MMAP_MAX),
     (-2, "MALLOC_TOP_PAD_", TOP_PAD),
     (-1, "MALLOC_TRIM_THRESHOLD_", TRIM_THRESHOLD),
     # One arena: a thread's own arena grows and shrinks by itself, untuned (Ray runs the
