@@ -20,7 +20,7 @@ import torch
 from pipeline.cpumemory import keep_freed_memory
 from pipeline.errors import ConfigError, GeometryError
 from pipeline.model.unet import UNet
-from pipeline.tiling import TileGrid, extended_length, plan_tiles, reflect_indices
+from pipeline.tiling import TileGrid, extended_length, mirrored, plan_tiles, reflect_indices
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -99,9 +99,9 @@ def mirrored_window(image: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
     inside = rows.start >= 0 and rows.stop <= height and cols.start >= 0 and cols.stop <= width
     if inside:
         return image[:, rows, cols]
-    return image[
-        :, reflect_indices(rows.start, rows.stop, height)[:, None], reflect_indices(cols.start, cols.stop, width)
-    ]
+    return mirrored(
+        image, reflect_indices(rows.start, rows.stop, height), reflect_indices(cols.start, cols.stop, width)
+    )
 
 
 def grid_window(grid: TileGrid) -> tuple[slice, slice]:

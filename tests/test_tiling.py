@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from pipeline.errors import GeometryError
 from pipeline.model import net_geometry
-from pipeline.tiling import axis_tiles, extended_length, plan_tiles, reflect_indices, source_span, tile_length
+from pipeline.tiling import (
+    axis_tiles,
+    extended_length,
+    mirrored,
+    plan_tiles,
+    reflect_indices,
+    source_span,
+    tile_length,
+)
 from tests.conftest import model_config
 
 PAPER = net_geometry(model_config("unet-paper"))
@@ -21,6 +29,14 @@ def test_reflect_indices_equal_numpy_reflect_padding_even_when_wider_than_the_ax
     axis = np.arange(n)
     expected = np.pad(axis, (before, after), mode="reflect") if n > 1 else np.zeros(n + before + after, int)
     np.testing.assert_array_equal(reflect_indices(-before, n + after, n), expected)
+
+
+@given(h=st.integers(2, 30), w=st.integers(2, 30), before=st.integers(0, 40), after=st.integers(0, 40))
+def test_a_mirrored_window_equals_numpy_reflect_padding_of_each_channel(h, w, before, after):
+    image = np.arange(2 * h * w, dtype=np.uint16).reshape(2, h, w)
+    rows, cols = reflect_indices(-before, h + after, h), reflect_indices(-after, w + before, w)
+    expected = np.stack([np.pad(c, ((before, after), (after, before)), mode="reflect") for c in image])
+    np.testing.assert_array_equal(mirrored(image, rows, cols), expected)
 
 
 @given(n=st.integers(1, 50), start=st.integers(-100, 60), length=st.integers(1, 100))

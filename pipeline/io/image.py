@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.plan import plane_coords
-from pipeline.tiling import reflect_indices, source_span
+from pipeline.tiling import mirrored, reflect_indices, source_span
 
 AXES = "tczyx"
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
@@ -115,4 +115,4 @@ class LazyImage:
             return block
         iy = reflect_indices(rows.start, rows.stop, height) - ry[0]
         ix = reflect_indices(cols.start, cols.stop, width) - rx[0]
-        return block[:, iy[:, None], ix]
+        return mirrored(block, iy, ix)
