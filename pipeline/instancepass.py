@@ -51,7 +51,7 @@ def object_probability_window(row: dict[str, Any], ctx: StageContext) -> tuple[n
     core = slice(int(row["y0"]), int(row["y1"])), slice(int(row["x0"]), int(row["x1"]))
     where = BlockWindow.around(core, (int(row["height"]), int(row["width"])), halo_for(rule_of(ctx)))
     coords = {"t": int(row["t"]), "z": int(row["z"])}
-    window = output_store(ctx.output_url, "probabilities").read_region(row["key"], coords, *where.window)
+    window = output_store(ctx.output_url, "probabilities", ctx.run_id).read_region(row["key"], coords, *where.window)
     return np.asarray(window[0], np.float32), where
 
 
@@ -84,7 +84,9 @@ def relabel_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
         labels = _plane_objects(ctx.output_url, row["key"], int(row["plane"]), ctx.run_id).table.lookup(ids)
         labels[labels > 0] += np.uint32(row["offset"])
         coords = {"t": int(row["t"]), "z": int(row["z"])}
-        output_store(ctx.output_url, "instances").write_block(row["key"], coords, row["out_axes"], *where.core, labels)
+        output_store(ctx.output_url, "instances", ctx.run_id).write_block(
+            row["key"], coords, row["out_axes"], *where.core, labels
+        )
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 

@@ -223,8 +223,8 @@ def rows_batch(rows: list[dict[str, Any]], empty: dict[str, Any]) -> dict[str, A
 
 
 @lru_cache(maxsize=2)
-def output_store(url: str, kind: str) -> MaskStore:
-    """The worker's (cached) handle on one kind of output of the job."""
+def output_store(url: str, kind: str, run_id: str) -> MaskStore:
+    """The worker's handle on one kind of output of the run (it keeps the arrays it writes open)."""
     return MaskStore(url, kind)
 
 
@@ -244,7 +244,7 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
             unit = WorkUnit.from_dict(row)
             coords = {"t": int(row["t"]), "z": int(row["z"])}
             rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
-            output_store(ctx.output_url, semantic_kind(ctx.kind)).write_block(
+            output_store(ctx.output_url, semantic_kind(ctx.kind), ctx.run_id).write_block(
                 unit.key, coords, row["out_axes"], rows, cols, row["block"]
             )
     return {k: row[k] for k in FINISHED_COLUMNS}

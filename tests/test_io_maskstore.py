@@ -54,6 +54,34 @@ def test_probabilities_use_ome_axis_order_and_mean_pyramids(tmp_path):
     assert level1.shape == (3, 2, 50, 45) and float(level1[0, 0, 0, 0]) == 1.0
 
 
+def test_a_store_opens_an_image_array_once_for_all_its_blocks(tmp_path, monkeypatch):
+    from pipeline.io import maskstore
+
+    image = _image(tmp_path)
+    store = MaskStore(str(tmp_path / "out.zarr"), "labels")
+    layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
+    store.create_image("img", layout, {}, {})
+    opened, open_array = [], zarr.open_array
+    monkeypatch.setattr(maskstore.zarr, "open_array", lambda *a, **k: opened.append(k["path"]) or open_array(*a, **k))
+    for row in range(3):
+        store.write_block(
+            "img", {"z": 0}, layout.axes, slice(32 * row, 32 * row + 32), slice(0, 32), np.ones((32, 32), np.uint8)
+        )
+    assert opened == ["labels/img/0"]
+    assert store.read_region("img", {"z": 0}, slice(0, 96), slice(0, 32)).all()
+
+
+def test_an_image_recreated_through_the_store_gets_its_blocks_in_the_new_array(tmp_path):
+    store = MaskStore(str(tmp_path / "out.zarr"), "labels")
+    small = OutputLayout.for_image(_image(tmp_path, (2, 64, 64)), "labels", 2, (32, 32), "float32")
+    store.create_image("img", small, {}, {})
+    store.write_block("img", {"z": 0}, small.axes, slice(0, 32), slice(0, 32), np.ones((32, 32), np.uint8))
+    large = OutputLayout.for_image(_image(tmp_path, (2, 128, 128)), "labels", 2, (32, 32), "float32")
+    store.create_image("img", large, {}, {})  # a rerun whose input image grew
+    store.write_block("img", {"z": 0}, large.axes, slice(96, 128), slice(96, 128), np.full((32, 32), 2, np.uint8))
+    assert store.read_region("img", {"z": 0}, slice(96, 128), slice(96, 128)).min() == 2
+
+
 NO_PYRAMID = """
 import sys
 from pipeline.io.maskstore import MaskStore, OutputLayout

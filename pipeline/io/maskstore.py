@@ -29,6 +29,8 @@ from pipeline.plan import plane_coords
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 NGFF_VERSION = "0.4"
 SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+# Images whose level-0 array a store keeps open for writing: reopening reads its metadata, 2 ms a block.
+OPEN_FOR_WRITING = 8
 
 
 def semantic_kind(kind: str) -> str:
@@ -80,6 +82,7 @@ class MaskStore:
     def __init__(self, url: str, kind: str) -> None:
         self.url, self.kind = url, kind
         self.group_name = "probabilities" if kind == "probabilities" else "labels"
+        self._writing: dict[str, zarr.Array] = {}
 
     def _store(self, read_only: bool = False) -> Any:
         if "://" in self.url and not self.url.startswith("file://"):
@@ -94,6 +97,7 @@ class MaskStore:
 
     def create_image(self, key: str, layout: OutputLayout, scale: dict[str, float], provenance: dict[str, Any]) -> None:
         """(Re)create the level-0 array of `key`, empty, with its OME metadata."""
+        self._writing.pop(key, None)
         root = self.root()
         group = root.require_group(self.group_name)
         name = label_name(key)
@@ -156,8 +160,21 @@ class MaskStore:
     def write_block(
         self, key: str, plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice, block: np.ndarray
     ) -> None:
-        """Write one unit's block: (H, W) labels or (classes, H, W) probabilities."""
-        self.level0(key)[plane_index(plane_coords, layout_axes, rows, cols)] = block
+        """Write one unit's block: (H, W) labels or (classes, H, W) probabilities.
+
+        The image's array stays open for the next blocks, so a store must not outlive the
+        arrays it writes: workers keep one per run, and a run's arrays are all created
+        before its stream starts.
+        """
+        self.writable(key)[plane_index(plane_coords, layout_axes, rows, cols)] = block
+
+    def writable(self, key: str) -> zarr.Array:
+        """The image's level-0 array, opened once for all the blocks this store writes into it."""
+        if key not in self._writing:
+            if len(self._writing) >= OPEN_FOR_WRITING:
+                self._writing.clear()
+            self._writing[key] = self.level0(key)
+        return self._writing[key]
 
     def read_region(self, key: str, plane_coords: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
         """(H, W) labels or (classes, H, W) probabilities of a region of one plane (slices may step)."""
