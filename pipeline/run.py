@@ -122,32 +122,37 @@ def run_window(rows: list[dict[str, Any]], ctx: StageContext, spec: JobSpec) -> 
     # model pays for (one unit per block: 0.70 of the bare model; two: 0.81); units are
     # committed as soon as their block is written.
     ds: Any = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // r.units_per_task))
-    if r.io_in_actor():
-        yield from on_predictors(ds, ReadPredictWriteStage, ctx, spec).iter_rows()
+    if r.io_in_actor():  # a call per task: Ray Data's cost per call is paid per task, not per unit
+        yield from on_predictors(ds, ReadPredictWriteStage, ctx, spec, r.units_per_task).iter_rows()
         return
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests
     # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
     reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.cpus_per_actor else r.cpus_per_reader * 0.999
     ds = ds.map(read_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    ds = on_predictors(ds, PredictStage, ctx, spec)
+    ds = on_predictors(ds, PredictStage, ctx, spec, spec.inference.batch_size)
     # write_unit returns only the small columns: a select_columns stage here would be a
     # task of its own asking for a whole CPU, and stalled the stream until the end.
     ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
     yield from ds.iter_rows()
 
 
-def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, spec: JobSpec) -> Any:
-    """`ds` mapped by `stage` on the pool of predictor actors (one model each)."""
+def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, spec: JobSpec, rows_per_call: int) -> Any:
+    """`ds` mapped by `stage` on the pool of predictor actors (one model each), `rows_per_call` rows a call."""
     import ray
 
     r = spec.resources
     return ds.map_batches(
         stage,
         fn_constructor_kwargs={"ctx": ctx},
-        batch_size=max(1, spec.inference.batch_size),
+        batch_size=max(1, rows_per_call),
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=r.actors),
+        # Calls run on the actor's own thread, the one that built the model, not on a thread
+        # of Ray Data's.  torch's OpenMP then has one team of threads, which spins at its
+        # barriers; with a second team libgomp counts more threads than cores and sleeps at
+        # every barrier instead (on 2 cores: 1,100 sleeps a second, each forward 3% slower).
+        # One call at a time all the same: the actor's max_concurrency stays 1.
+        compute=ray.data.ActorPoolStrategy(size=r.actors, enable_true_multi_threading=True),
         num_gpus=r.gpus_per_actor,
         num_cpus=r.cpus_per_actor,
         zero_copy_batch=True,

@@ -1,5 +1,7 @@
 """`submit` end to end on local Ray: exact, resumable, incremental, and bad input quarantined."""
 
+import threading
+
 import numpy as np
 import pytest
 import tifffile
@@ -180,10 +182,41 @@ def test_the_predictor_actor_starts_with_kept_memory_and_the_drivers_priority(tm
 
 
 @pytest.mark.parametrize(
-    ("io", "stages"),
-    [("auto", ["ReadPredictWriteStage"]), ("tasks", ["read_unit", "PredictStage", "write_unit"])],
+    ("io", "stages", "rows_per_call"),
+    [
+        ("auto", ["ReadPredictWriteStage"], "units_per_task"),  # a task's units in one call
+        ("tasks", ["read_unit", "PredictStage", "write_unit"], "batch_size"),  # a batch of blocks
+    ],
 )
-def test_cpu_actors_read_and_write_their_own_units_unless_told_otherwise(tmp_path, stage_calls, io, stages):
-    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)), io=io))
+def test_cpu_actors_read_and_write_their_own_units_unless_told_otherwise(
+    tmp_path, stage_calls, io, stages, rows_per_call
+):
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)), io=io, batch_size=3))
     assert submit(job).status == "complete"
     assert [name for name, _ in stage_calls] == stages
+    (predictor,) = [kwargs for name, kwargs in stage_calls if name.endswith("Stage")]
+    expected = job.resources.units_per_task if rows_per_call == "units_per_task" else job.inference.batch_size
+    assert predictor["batch_size"] == expected
+
+
+class ThreadProbe:
+    """A stand-in predictor stage: says whether each call ran on the thread that built it."""
+
+    def __init__(self, ctx):
+        self.built_on = threading.get_ident()
+
+    def __call__(self, batch):
+        return {"on_building_thread": [threading.get_ident() == self.built_on] * len(batch["item"])}
+
+
+def test_the_predictor_is_called_on_the_thread_that_built_its_model(tmp_path):
+    """One thread for the model: torch's OpenMP keeps one team of threads (see run.on_predictors)."""
+    import ray.data
+
+    from pipeline.run import on_predictors, stage_context
+
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),))))
+    ds = on_predictors(
+        ray.data.from_items(list(range(6)), override_num_blocks=3), ThreadProbe, stage_context(job, None), job, 2
+    )
+    assert [row["on_building_thread"] for row in ds.take_all()] == [True] * 6
