@@ -152,12 +152,12 @@ def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
 
 
 def mirrored(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """image[:, rows][:, :, cols] of a (C, H, W) image, for index arrays from `reflect_indices`.
+    """image[..., rows, :][..., cols] of an (..., H, W) array, for index arrays from `reflect_indices`.
 
     One take per axis: a third of the time of fancy indexing by the outer product
     (1 against 3 ms for a 736 px window), which every edge block of a job pays.
     """
-    return image.take(rows, axis=1).take(cols, axis=2)
+    return image.take(rows, axis=-2).take(cols, axis=-1)
 
 
 def source_span(start: int, stop: int, n: int) -> tuple[int, int]:

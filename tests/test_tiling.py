@@ -37,6 +37,7 @@ def test_a_mirrored_window_equals_numpy_reflect_padding_of_each_channel(h, w, be
     rows, cols = reflect_indices(-before, h + after, h), reflect_indices(-after, w + before, w)
     expected = np.stack([np.pad(c, ((before, after), (after, before)), mode="reflect") for c in image])
     np.testing.assert_array_equal(mirrored(image, rows, cols), expected)
+    np.testing.assert_array_equal(mirrored(image[1], rows, cols), expected[1])  # a plane without channels
 
 
 @given(n=st.integers(1, 50), start=st.integers(-100, 60), length=st.integers(1, 100))

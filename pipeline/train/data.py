@@ -10,7 +10,7 @@ from pipeline.errors import InputError
 from pipeline.io import open_archive
 from pipeline.io.normalize import affine_for, normalize
 from pipeline.model.geometry import NetGeometry
-from pipeline.tiling import reflect_indices
+from pipeline.tiling import mirrored, reflect_indices
 from pipeline.train.augment import AugmentSettings, augment
 from pipeline.train.spec import TrainSpec
 from pipeline.train.weights import instances_from_mask, weight_map
@@ -76,8 +76,8 @@ def sample_batch(
         y0 = int(rng.integers(-tile // 4, max(1, h - tile + tile // 4)))
         x0 = int(rng.integers(-tile // 4, max(1, w - tile + tile // 4)))
         iy, ix = reflect_indices(y0, y0 + tile, h), reflect_indices(x0, x0 + tile, w)
-        image = plane.image[:, iy[:, None], ix]
-        target, weights = plane.target[iy[:, None], ix], plane.weights[iy[:, None], ix]
+        image = mirrored(plane.image, iy, ix)
+        target, weights = mirrored(plane.target, iy, ix), mirrored(plane.weights, iy, ix)
         image, target, weights = augment(image, target, weights, settings, rng)
         xs.append(image)
         ys.append(target[crop : crop + out, crop : crop + out])
