@@ -31,7 +31,7 @@ from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for
 from pipeline.instances import BlockGrid
 from pipeline.io.maskstore import label_name
 from pipeline.manifest import Manifest
-from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, objects_csv
+from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan
 from pipeline.spec import InstancesSpec
@@ -97,6 +97,7 @@ class InstancePass:
         self.plans = {p.key: p for p in plans}
         self.manifest, self.chunks, self.rule = manifest, chunks, rule
         self.summaries: dict[tuple[str, int], dict[int, BlockSummary]] = defaultdict(dict)
+        self.objects: dict[str, ImageObjects] = {}  # read until the finish
 
     def grid(self, plan: ImagePlan) -> BlockGrid:
         return BlockGrid(plan.shape, self.chunks)
@@ -136,8 +137,20 @@ class InstancePass:
             self.manifest.save_plane_objects(plan.key, plane, objects.to_bytes())
             del self.summaries[(plan.key, plane)]
 
-    def plane_objects(self, plan: ImagePlan) -> list[tuple[dict[str, int], int, PlaneObjects]]:
-        """(plane coordinates, id offset, objects) of each plane: ids continue from plane to plane."""
+    def plane_objects(self, plan: ImagePlan) -> ImageObjects:
+        """(plane coordinates, id offset, objects) of each plane: ids continue from plane to plane.
+
+        Read once: the relabel rows take their offsets from it, the image's finish its table.
+        """
+        if plan.key not in self.objects:
+            self.objects[plan.key] = self.read_plane_objects(plan)
+        return self.objects[plan.key]
+
+    def forget(self, plan: ImagePlan) -> None:
+        """The image is finished: its objects need not stay in memory."""
+        self.objects.pop(plan.key, None)
+
+    def read_plane_objects(self, plan: ImagePlan) -> ImageObjects:
         planes, offset = [], 0
         for plane in range(plan.n_planes):
             data = self.manifest.plane_objects(plan.key, plane)
@@ -158,7 +171,7 @@ class InstancePass:
         return plan.total - len(plan.instances_done)
 
 
-def write_object_table(output_url: str, key: str, planes: list[tuple[dict[str, int], int, PlaneObjects]]) -> str:
+def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:
     """Write `<output>/objects/<image>.csv`; returns its path."""
     fs, root = fsspec.core.url_to_fs(output_url.rstrip("/"))
     path = f"{root}/objects/{label_name(key)}.csv"

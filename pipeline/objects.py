@@ -142,7 +142,11 @@ def merge_plane(
     return PlaneObjects(table, columns)
 
 
-def objects_csv(planes: list[tuple[dict[str, int], int, PlaneObjects]]) -> str:
+# An image's objects: (plane coordinates, id offset, the plane's objects) for each plane.
+ImageObjects = list[tuple[dict[str, int], int, PlaneObjects]]
+
+
+def objects_csv(planes: ImageObjects) -> str:
     """The object table of an image as CSV: (plane coordinates, id offset, objects) per plane."""
     lines = [",".join(("t", "z", *OBJECT_COLUMNS))]
     for coords, offset, objects in planes:

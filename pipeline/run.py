@@ -366,6 +366,7 @@ def finish_instances(
         write_object_table(spec.output.path, plan.key, planes)
         MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
         report.objects += sum(objects.count for _, _, objects in planes)
+    work.forget(plan)
     finish_image(plan, spec, manifest, store, report)  # complete, or partial
 
 

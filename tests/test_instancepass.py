@@ -1,12 +1,14 @@
 """`submit` with output.kind instances: labels equal to labelling each whole plane, objects, resume."""
 
 import csv
+from collections import Counter
 
 import numpy as np
 import pytest
 from skimage.measure import label
 
 from pipeline.fragments import label_plane
+from pipeline.manifest import Manifest
 from pipeline.run import submit
 from pipeline.spec import InstancesSpec, JobSpec
 from tests.jobs import make_archive, make_job, store_bytes, stored
@@ -67,6 +69,21 @@ def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(
         areas = np.bincount(labels.ravel())[1:]
         assert [int(r["area"]) for r in rows] == areas.tolist() and areas.min() >= 3
         assert {r["z"] for r in rows} == {"0", "1"}
+
+
+def test_the_driver_reads_each_planes_merged_objects_once(tmp_path, monkeypatch):
+    """The relabel rows (their id offsets) and the image's finish (its object table) share one read."""
+    reads: Counter[tuple[str, int]] = Counter()
+    read = Manifest.plane_objects
+
+    def counted(self, key, plane):
+        reads[(key, plane)] += 1
+        return read(self, key, plane)
+
+    monkeypatch.setattr(Manifest, "plane_objects", counted)  # the driver's reads; Ray's workers have their own
+    report = submit(instances_job(tmp_path, f"{{method: components, threshold: {T}}}"))
+    assert report.status == "complete" and report.objects > 0
+    assert reads == {(key, plane): 1 for key in ("img0", "img1") for plane in (0, 1)}
 
 
 def test_rerun_recomputes_only_the_lost_instance_work(tmp_path):
