@@ -145,7 +145,7 @@ def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, spec: J
     return ds.map_batches(
         stage,
         fn_constructor_kwargs={"ctx": ctx},
-        batch_size=max(1, rows_per_call),
+        batch_size=rows_per_call,
         batch_format="numpy",
         # Calls run on the actor's own thread, the one that built the model, not on a thread
         # of Ray Data's.  torch's OpenMP then has one team of threads, which spins at its
