@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipeline.spec import InstancesSpec
-from pipeline.stages import StageContext, background, is_flat, to_output
+from pipeline.stages import StageContext, background, is_flat, most_probable_class, to_output
 
 
 def test_a_block_is_flat_only_when_every_channel_is():
@@ -46,3 +46,15 @@ def test_instances_store_the_object_probability():
     assert foreground[0, 0, 0] == np.float16(0.8)
     interior = to_output(probabilities, context("instances", instances=InstancesSpec(objects="background")))
     np.testing.assert_allclose(interior[0, 0, 0], 0.2, rtol=1e-6)
+
+
+def test_labels_are_the_argmax_class_ties_going_to_the_lower():
+    rng = np.random.default_rng(0)
+    for classes in (2, 3):
+        probabilities = rng.random((classes, 32, 32)).astype(np.float32)
+        probabilities[:, :4] = 0.5  # ties
+        labels = to_output(probabilities, context("labels"))
+        assert labels.dtype == np.uint8
+        np.testing.assert_array_equal(labels, probabilities.argmax(axis=0))
+        assert (labels[:4] == 0).all()
+    assert most_probable_class(np.array([[[0.4, 0.6]], [[0.6, 0.4]]], np.float32)).tolist() == [[1, 0]]
