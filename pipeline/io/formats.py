@@ -21,6 +21,7 @@ import zarr
 import zarr.errors
 
 from pipeline.errors import InputError
+from pipeline.io.blockcache import source_chunks
 
 # A TIFF tile or strip decodes to at most this many bytes: a header that
 # claims more is a decompression bomb, refused before anything is allocated.
@@ -60,6 +61,11 @@ class SqueezedArray:
         it = iter(key)
         full = tuple(0 if i in self.drop else next(it) for i in range(len(self.array.shape)))
         return self.array[full]
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        chunks = source_chunks(self.array)
+        return None if chunks is None else tuple(c for i, c in enumerate(chunks) if i not in self.drop)
 
 
 # -- Zarr ---------------------------------------------------------------------------------

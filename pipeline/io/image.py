@@ -8,19 +8,22 @@ the U-Net sees, and reads mirrored windows without touching the rest of the imag
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.io.blockcache import CACHE, MAX_BYTES, block_edge, bytes_to_keep, overlapping, source_chunks
 from pipeline.plan import plane_coords
 from pipeline.tiling import mirrored, reflect_indices, source_span
 
 AXES = "tczyx"
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+_instances = itertools.count()  # a LazyImage's blocks in the cache are its own, never a reopened image's
 
 
 class ArrayLike(Protocol):
@@ -49,8 +52,7 @@ class LazyImage:
     source: str
     scale: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
-    # Called before reads that trust the bytes (e.g. TIFF truncation checks); raises InputError.
-    verify: Callable[[], None] | None = None
+    instance: int = field(default_factory=lambda: next(_instances), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.axes = check_axes(self.axes, len(self.array.shape), self.source)
@@ -110,9 +112,35 @@ class LazyImage:
         """(C, h, w) of the mirror-extended plane: reads only the span the mirror needs."""
         height, width = self.plane_shape
         ry, rx = source_span(rows.start, rows.stop, height), source_span(cols.start, cols.stop, width)
-        block = self.read(plane, slice(*ry), slice(*rx))
+        block = self.read_blocks(plane, slice(*ry), slice(*rx))
         if (ry, rx) == ((rows.start, rows.stop), (cols.start, cols.stop)):
             return block
         iy = reflect_indices(rows.start, rows.stop, height) - ry[0]
         ix = reflect_indices(cols.start, cols.stop, width) - rx[0]
         return mirrored(block, iy, ix)
+
+    def read_blocks(self, plane: int, rows: slice, cols: slice) -> np.ndarray:
+        """`read(plane, rows, cols)`, put together from whole blocks kept for the next units' windows."""
+        (by, bx), (height, width) = self.block_shape, self.plane_shape
+        keep = bytes_to_keep(by, width, self.channels * self.dtype.itemsize)
+        if keep > MAX_BYTES:
+            return self.read(plane, rows, cols)
+        out = np.empty((self.channels, rows.stop - rows.start, cols.stop - cols.start), self.dtype)
+        for iy in overlapping(rows.start, rows.stop, by):
+            y0, y1 = iy * by, min((iy + 1) * by, height)
+            for ix in overlapping(cols.start, cols.stop, bx):
+                x0, x1 = ix * bx, min((ix + 1) * bx, width)
+                load = partial(self.read, plane, slice(y0, y1), slice(x0, x1))
+                block = CACHE.get((self.instance, plane, iy, ix), load, keep)
+                ys, ye, xs, xe = max(y0, rows.start), min(y1, rows.stop), max(x0, cols.start), min(x1, cols.stop)
+                out[:, ys - rows.start : ye - rows.start, xs - cols.start : xe - cols.start] = block[
+                    :, ys - y0 : ye - y0, xs - x0 : xe - x0
+                ]
+        return out
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the blocks `read_blocks` keeps: whole chunks of the source (pipeline.io.blockcache)."""
+        chunks = source_chunks(self.array) or (None,) * len(self.axes)
+        height, width = self.plane_shape
+        return block_edge(chunks[self.axes.index("y")], height), block_edge(chunks[self.axes.index("x")], width)
