@@ -23,9 +23,8 @@ import fsspec
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, image_dir_name
 from pipeline.preview import Preview, render_preview
-from pipeline.report import tally
 from pipeline.spec import JobSpec
 
 REPORT_HTML = "report.html"
@@ -75,7 +74,8 @@ def collect(output: str) -> ReportData:
             for unit, r in manifest.unit_records(record["key"]).items():
                 if r.state == "failed":
                     failures[f"{record['key']}:{unit}"] = r.error
-    in_progress = tally(manifest, images)[0]["in progress"]
+    # A stopped run's unfinished images have unit records but no image record yet.
+    in_progress = len(set(manifest.unit_folders()) - {image_dir_name(r["key"]) for r in images})
     runs = list(manifest.run_reports())
     return ReportData(output, spec, job.get("job_fingerprint", ""), runs, images, failures, in_progress)
 

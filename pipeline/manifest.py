@@ -140,21 +140,20 @@ class Manifest:
 
     def unit_records(self, key: str) -> dict[str, UnitRecord]:
         """Latest record per unit of one image (files in name order: run id, then sequence)."""
-        return self._latest_records(image_dir_name(key))
+        return self.folder_unit_records(image_dir_name(key))
 
-    def unit_records_by_folder(self) -> Iterator[tuple[str, dict[str, UnitRecord]]]:
-        """(`image_dir_name` of the key, its latest unit records) of every image with records, one at a time.
+    def unit_folders(self) -> list[str]:
+        """`image_dir_name` of every image with unit records, without reading them.
 
         An image a killed run left unfinished has records here but no image record.
         """
         folder = self._path("units")
         if not self.fs.exists(folder):
-            return
-        for path in sorted(self.fs.ls(folder, detail=False)):
-            name = path.rstrip("/").rsplit("/", 1)[-1]
-            yield name, self._latest_records(name)
+            return []
+        return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in self.fs.ls(folder, detail=False))
 
-    def _latest_records(self, dir_name: str) -> dict[str, UnitRecord]:
+    def folder_unit_records(self, dir_name: str) -> dict[str, UnitRecord]:
+        """`unit_records` of the image whose `image_dir_name` is `dir_name`."""
         folder = self._path("units", dir_name)
         latest: dict[str, UnitRecord] = {}
         if not self.fs.exists(folder):

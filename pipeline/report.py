@@ -89,25 +89,22 @@ def write_report_json(output: str, report: RunReport) -> str:
     return path
 
 
-def tally(manifest: Manifest, image_records: list[dict[str, Any]] | None = None) -> tuple[Counter[str], Counter[str]]:
-    """(images per state, units per state) from the manifest; the instance pass's units as "instances <state>".
-
-    `image_records`: the manifest's, where the caller has read them already (one file per image).
-    """
+def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
+    """(images per state, units per state) from the manifest; the instance pass's units as "instances <state>"."""
     images: Counter[str] = Counter()
     units: Counter[str] = Counter(done=0, failed=0)
     state_of: dict[str, str] = {}
-    for record in manifest.image_records() if image_records is None else image_records:
+    for record in manifest.image_records():
         state_of[image_dir_name(record["key"])] = record.get("state", "?")
         images[record.get("state", "?")] += 1
         if record.get("state") == "complete":
             units["done"] += int(record.get("units", 0))
-    for folder, records in manifest.unit_records_by_folder():
+    for folder in manifest.unit_folders():
         if state_of.get(folder) == "complete":
-            continue  # counted from its image record
+            continue  # counted from its image record, its unit records unread
         if folder not in state_of:
             images["in progress"] += 1  # a killed run's: image records are written when an image ends
-        for r in records.values():
+        for r in manifest.folder_unit_records(folder).values():
             state = "done" if r.finished else r.state
             units[("instances " if r.unit.startswith(INSTANCES_PREFIX) else "") + state] += 1
     return images, units

@@ -126,6 +126,7 @@ def killed_run_output(tmp_path) -> str:
     spec = {"name": "j", "input": {"path": "in/"}, "output": {"path": out}, "model": {"config": "unet-small"}}
     manifest = Manifest(out)
     manifest.set_job({"job_fingerprint": "f" * 64, "spec": JobSpec.model_validate(spec).model_dump(mode="json")})
+    manifest.commit_units("a.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(4)])
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
     manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])  # killed before b.tif's record
     return out
@@ -145,6 +146,20 @@ def test_collecting_the_report_reads_the_image_records_once(tmp_path, monkeypatc
     read_records = Manifest.image_records
     monkeypatch.setattr(Manifest, "image_records", lambda self: passes.append(1) or read_records(self))
     assert collect(out).in_progress == 1 and len(passes) == 1
+
+
+def test_collecting_the_report_reads_unit_records_of_partial_images_only(tmp_path, monkeypatch):
+    out = killed_run_output(tmp_path)
+    Manifest(out).set_image_record("c.tif", {"key": "c.tif", "state": "partial", "failed": 1})
+    Manifest(out).commit_units("c.tif", [UnitRecord("0/0/0", "failed", 3, "fp", "c.tif: unreadable")])
+    read = []
+    read_folder = Manifest.folder_unit_records
+    monkeypatch.setattr(
+        Manifest, "folder_unit_records", lambda self, name: read.append(name) or read_folder(self, name)
+    )
+    data = collect(out)
+    assert data.unit_failures == {"c.tif:0/0/0": "c.tif: unreadable"} and data.in_progress == 1
+    assert read == ["c.tif"]
 
 
 def test_throughput_chart_follows_the_rate_between_samples():

@@ -46,3 +46,18 @@ def test_status_counts_instance_pass_records_apart_from_the_model_units(tmp_path
 
 def test_status_of_an_output_never_written(tmp_path):
     assert job_status(job_on(str(tmp_path / "none.zarr"))) == f"j: never run (no manifest at {tmp_path}/none.zarr)"
+
+
+def test_status_reads_no_unit_records_of_complete_images(tmp_path, monkeypatch):
+    # One file per image and run: on an object store, each is a request.
+    out, manifest = a_job_manifest(tmp_path)
+    manifest.commit_units("a.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(4)])
+    manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
+    manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])
+    read = []
+    read_folder = Manifest.folder_unit_records
+    monkeypatch.setattr(
+        Manifest, "folder_unit_records", lambda self, name: read.append(name) or read_folder(self, name)
+    )
+    assert "  units: 5 done, 0 failed (pending: run `segment-archive plan`)" in job_status(job_on(out)).splitlines()
+    assert read == ["b.tif"]
