@@ -138,11 +138,14 @@ def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreg
     """Score a mask store written by `submit`, one plane in memory at a time."""
     result = Evaluation()
     groups = (MaskStore(store, "labels"), MaskStore(store, "probabilities"))
+    outputs: dict[str, MaskStore] = {}  # the group holding each image, looked up once, not per plane
     for key, plane, truth in truth_planes(labels, keys, foreground):
-        output = next((g for g in groups if g.image_attrs(key) is not None), None)
-        if output is None:
-            raise InputError(f"{store}: no output for image {key!r}")
-        stored = output.read_plane(key, plane)
+        if key not in outputs:
+            output = next((g for g in groups if g.image_attrs(key) is not None), None)
+            if output is None:
+                raise InputError(f"{store}: no output for image {key!r}")
+            outputs[key] = output
+        stored = outputs[key].read_plane(key, plane)
         if stored.dtype == np.uint32:  # output.kind instances
             result.instances.append(score_instances(key, plane, stored, truth))
         else:
