@@ -5,6 +5,7 @@ import pytest
 import tifffile
 import zarr
 
+from pipeline.errors import InputError
 from pipeline.io import open_archive
 from pipeline.io.blockcache import BlockCache, block_edge, overlapping, source_chunks
 from pipeline.io.formats import SqueezedArray
@@ -94,3 +95,16 @@ def test_windows_through_the_cache_equal_direct_reads(tmp_path, fmt):
         )
         np.testing.assert_array_equal(image.read_window(1, rows, cols), image.read(1, rows, cols))
         np.testing.assert_array_equal(image.read_window(1, rows, cols), volume[1:2, rows, cols])
+
+
+def test_a_bad_chunk_fails_only_the_windows_that_read_it(tmp_path):
+    """Blocks are 256 px here, chunks 64: a window beside a corrupt chunk in its block still reads."""
+    data = np.random.default_rng(3).integers(0, 255, (512, 512)).astype(np.uint8)
+    zarr.create_array(tmp_path / "img.zarr", data=data, chunks=(64, 64))
+    (tmp_path / "img.zarr" / "c" / "0" / "0").write_bytes(b"not zstd")
+    image = open_archive(str(tmp_path)).open("img")
+    assert image.block_shape == (256, 256)
+    beside = image.read_window(0, slice(100, 200), slice(100, 200))
+    np.testing.assert_array_equal(beside[0], data[100:200, 100:200])
+    with pytest.raises(InputError, match="img.zarr"):
+        image.read_window(0, slice(0, 50), slice(0, 50))

@@ -86,10 +86,5 @@ class BlockCache:
                 self.nbytes -= evicted.nbytes
         return block
 
-    def clear(self) -> None:
-        with self.lock:
-            self.blocks.clear()
-            self.nbytes = 0
-
 
 CACHE = BlockCache()  # one per worker process
