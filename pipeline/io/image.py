@@ -125,17 +125,20 @@ class LazyImage:
         A block that cannot be read costs no window that misses its bad chunk: the
         window is then read by itself, and fails only where its own chunks do.
         """
-        keep = bytes_to_keep(self.block_shape[0], self.plane_shape[1], self.channels * self.dtype.itemsize)
+        block_shape = self.block_shape
+        keep = bytes_to_keep(block_shape[0], self.plane_shape[1], self.channels * self.dtype.itemsize)
         if keep <= MAX_BYTES:
             try:
-                return self.assemble_blocks(plane, rows, cols, keep)
+                return self.assemble_blocks(plane, rows, cols, block_shape, keep)
             except InputError:
                 pass
         return self.read(plane, rows, cols)
 
-    def assemble_blocks(self, plane: int, rows: slice, cols: slice, keep: int) -> np.ndarray:
+    def assemble_blocks(
+        self, plane: int, rows: slice, cols: slice, block_shape: tuple[int, int], keep: int
+    ) -> np.ndarray:
         """The region from cached blocks, reading those not cached; InputError where one cannot be read."""
-        (by, bx), (height, width) = self.block_shape, self.plane_shape
+        (by, bx), (height, width) = block_shape, self.plane_shape
         out = np.empty((self.channels, rows.stop - rows.start, cols.stop - cols.start), self.dtype)
         for iy in overlapping(rows.start, rows.stop, by):
             y0, y1 = iy * by, min((iy + 1) * by, height)
