@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import emit
+from pipeline.driver import submit
 from pipeline.evaluate import evaluate_store
-from pipeline.run import submit
 from pipeline.spec import JobSpec
 
 HELD_OUT = ["20", "21", "22", "23"]

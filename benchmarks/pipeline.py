@@ -110,7 +110,8 @@ def pipeline_run(job_doc: dict[str, Any]) -> dict[str, Any]:
     """One `submit` of the job on a Ray started (and shut down) around it; the clock excludes Ray's start."""
     import ray
 
-    from pipeline.run import init_ray, submit
+    from pipeline.driver import submit
+    from pipeline.run import init_ray
     from pipeline.spec import JobSpec
 
     job = JobSpec.model_validate(job_doc)

@@ -91,9 +91,9 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     images.  Exit status: 0 complete, 3 partial (see the quarantined units),
     2 invalid job, 4 another run holds the lock.
     """
+    from pipeline.driver import submit as run_job
     from pipeline.progress import unit_progress
     from pipeline.report import print_report, write_report_json
-    from pipeline.run import submit as run_job
     from pipeline.spec import JobSpec
 
     spec = JobSpec.load(job_path)
@@ -141,8 +141,8 @@ def report(output: str, samples: int, thumbnails: int) -> None:
 @reports_errors
 def plan(job_path: str) -> None:
     """Show what `submit` would run: images, planes, units and megapixels pending."""
+    from pipeline.driver import submit as run_job
     from pipeline.report import print_report
-    from pipeline.run import submit as run_job
     from pipeline.spec import JobSpec
 
     print_report(run_job(JobSpec.load(job_path), dry_run=True))

@@ -28,6 +28,13 @@ class InputError(SegmentArchiveError):
     """An input image, file or block cannot be read or is not what it claims."""
 
 
+class StorageError(SegmentArchiveError):
+    """A read or write failed in a way that may pass on a second try (an I/O error, a network or store hiccup).
+
+    The one failure of a unit that is retried: bad input stays bad, a bug stays a bug.
+    """
+
+
 class OutputError(SegmentArchiveError):
     """The mask store cannot be created or written."""
 

@@ -23,7 +23,8 @@ import fsspec
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import Manifest, image_dir_name
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest, image_dir_name
+from pipeline.outcome import UnitState
 from pipeline.preview import Preview, render_preview
 from pipeline.spec import JobSpec
 
@@ -71,13 +72,24 @@ def collect(output: str) -> ReportData:
     failures: dict[str, str] = {}
     for record in images:
         if record.get("state") == "partial":
-            for unit, r in manifest.unit_records(record["key"]).items():
-                if r.state == "failed":
-                    failures[f"{record['key']}:{unit}"] = r.error
-    # A stopped run's unfinished images have unit records but no image record yet.
-    in_progress = len(set(manifest.unit_folders()) - {image_dir_name(r["key"]) for r in images})
+            failures.update(failed_units(manifest, record["key"]))
+    # A stopped run's unfinished images have unit states but no image record yet.
+    in_progress = len(set(manifest.state_folders()) - {image_dir_name(r["key"]) for r in images})
     runs = list(manifest.run_reports())
     return ReportData(output, spec, job.get("job_fingerprint", ""), runs, images, failures, in_progress)
+
+
+def failed_units(manifest: Manifest, key: str) -> dict[str, str]:
+    """`image:unit` -> why, for the units of an image whose committed state is failed (both passes)."""
+    failed = {}
+    for pass_name, prefix in ((NET_PASS, ""), (INSTANCE_PASS, "instances:")):
+        states = manifest.unit_states(key, pass_name)
+        if states is None or not (states == UnitState.FAILED).any():
+            continue
+        for unit, record in manifest.failures(key, pass_name).items():
+            if record.index < len(states) and states[record.index] == UnitState.FAILED:  # not since redone
+                failed[f"{key}:{prefix}{unit}"] = record.error
+    return failed
 
 
 def evenly_spaced(items: list[str], n: int) -> list[str]:

@@ -30,14 +30,15 @@ from pipeline.errors import ConfigError, OutputError
 from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for
 from pipeline.instances import BlockGrid
 from pipeline.io.maskstore import label_name
-from pipeline.manifest import Manifest
+from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.plan import WorkUnit, image_units
-from pipeline.planner import ImagePlan
+from pipeline.planner import ImagePlan, pending_units
+from pipeline.rows import OUTCOME_COLUMNS, fresh_columns
 from pipeline.spec import InstancesSpec
-from pipeline.stages import StageContext, failures_recorded, output_store
+from pipeline.stages import StageContext, attempted, output_store
 
-FINISHED_COLUMNS = ("key", "plane", "row", "col", "cols", "y0", "y1", "x0", "x1", "input", "error", "summary")
+FINISHED_COLUMNS = (*OUTCOME_COLUMNS, "cols", "summary")
 
 
 def rule_of(ctx: StageContext) -> InstancesSpec:
@@ -61,10 +62,13 @@ def block_number(row: dict[str, Any]) -> int:
 
 def summarise_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Pass 1: the block's summary, as bytes in `summary`."""
-    with failures_recorded(row):
+
+    def summarise() -> None:
         probability, where = object_probability_window(row, ctx)
         ids = block_ids(probability, where, block_number(row), rule_of(ctx))
         row["summary"] = block_summary(ids, where, probability).to_bytes()
+
+    attempted(row, summarise, ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 
@@ -78,16 +82,19 @@ def _plane_objects(output_url: str, key: str, plane: int, run_id: str) -> PlaneO
 
 def relabel_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Pass 3: the block's final labels, written into the instance store."""
-    with failures_recorded(row):
-        probability, where = object_probability_window(row, ctx)
-        ids = block_ids(probability, where, block_number(row), rule_of(ctx))
-        labels = _plane_objects(ctx.output_url, row["key"], int(row["plane"]), ctx.run_id).table.lookup(ids)
-        labels[labels > 0] += np.uint32(row["offset"])
-        coords = {"t": int(row["t"]), "z": int(row["z"])}
-        output_store(ctx.output_url, "instances", ctx.run_id).write_block(
-            row["key"], coords, row["out_axes"], *where.core, labels
-        )
+    attempted(row, lambda: relabel_into_store(row, ctx), ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
+
+
+def relabel_into_store(row: dict[str, Any], ctx: StageContext) -> None:
+    probability, where = object_probability_window(row, ctx)
+    ids = block_ids(probability, where, block_number(row), rule_of(ctx))
+    labels = _plane_objects(ctx.output_url, row["key"], int(row["plane"]), ctx.run_id).table.lookup(ids)
+    labels[labels > 0] += np.uint32(row["offset"])
+    coords = {"t": int(row["t"]), "z": int(row["z"])}
+    output_store(ctx.output_url, "instances", ctx.run_id).write_block(
+        row["key"], coords, row["out_axes"], *where.core, labels
+    )
 
 
 class InstancePass:
@@ -106,6 +113,7 @@ class InstancePass:
         coords = plan.plane_coords(unit.plane)
         return {
             **unit.to_dict(),
+            "index": plan.grid.index(unit),
             "t": coords.get("t", 0),
             "z": coords.get("z", 0),
             "height": plan.shape[0],
@@ -114,16 +122,19 @@ class InstancePass:
             "out_axes": plan.out_axes.replace("c", ""),  # the labels have no channel axis
             "offset": offset,
             "input": plan.input,
-            "error": "",
             "summary": b"",
+            **fresh_columns(),
         }
 
     def summary_rows(self) -> Iterator[dict[str, Any]]:
-        """Blocks of every plane whose objects are not merged yet."""
+        """Blocks not summarised yet, of every plane whose objects are not merged yet."""
         for plan in self.plans.values():
             unmerged = {p for p in range(plan.n_planes) if not self.manifest.has_plane_objects(plan.key, p)}
             for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
-                if unit.plane in unmerged:
+                if (
+                    unit.plane in unmerged
+                    and unit.row * plan.grid.cols + unit.col not in self.summaries[(plan.key, unit.plane)]
+                ):
                     yield self.row(plan, unit)
 
     def add_summary(self, row: dict[str, Any]) -> None:
@@ -163,12 +174,11 @@ class InstancePass:
 
     def relabel_rows(self, plan: ImagePlan) -> Iterator[dict[str, Any]]:
         offsets = [offset for _, offset, _ in self.plane_objects(plan)]
-        for unit in image_units(plan.key, plan.n_planes, plan.shape, self.chunks):
-            if unit.id not in plan.instances_done:
-                yield self.row(plan, unit, offsets[unit.plane])
+        for unit in pending_units(plan, INSTANCE_PASS):
+            yield self.row(plan, unit, offsets[unit.plane])
 
     def pending(self, plan: ImagePlan) -> int:
-        return plan.total - len(plan.instances_done)
+        return plan.pending_in(INSTANCE_PASS)
 
 
 def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:

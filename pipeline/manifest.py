@@ -4,17 +4,21 @@ Lives in `<output>/.manifest/` through fsspec, so it works on local disks and
 object stores alike, and never appends in place:
 
 * `job.json`: the job fingerprint; a different job is refused on this output.
-* `units/<image>/<run>-<seq>.jsonl`: immutable batches of unit records
-  {unit, state, attempts, error, input}; each file is written whole (local
-  disk: temp file + rename; object stores: one PUT).
+* `states/<pass>/<image>/meta.json` and `<c>.u8`: the state of every unit of an
+  image in one pass (`net`, `instances`), one byte per unit (`outcome.UnitState`),
+  in files of `STATE_CHUNK` units.  A commit rewrites the files its units fall
+  in, each whole (local disk: temp file + rename; object stores: one PUT), so the
+  number of files grows with units / 10^4, not with commits, and a resume reads
+  an image of 10^6 units in 100 small files.
+* `failures/<pass>/<image>/<run>-<seq>.jsonl`: why units failed (immutable batches).
 * `images/<image>.json`: written once an image is complete (or quarantined),
-  so a rerun skips it without reading its unit records.
+  so a rerun skips it without reading its states.
 * `instances/<image>/<plane>.npz`: output.kind instances, a plane's merge
   table and objects, written once every block of the plane is summarised.
 * `lock.json`: one submit at a time; a lock whose heartbeat is older than
   `stale_after` seconds (or whose process is gone, on this host) is stale.
 
-Memory: the planner reads the records of one image at a time.
+Memory: the planner reads the states of one image at a time, a byte a unit.
 """
 
 from __future__ import annotations
@@ -24,38 +28,37 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 
 from pipeline.errors import JobLockedError, OutputError
 
 MANIFEST_DIR = ".manifest"
-FINISHED_STATES = ("done", "skipped")
-INSTANCES_PREFIX = "instances:"  # unit records of the instance pass: "instances:<plane>/<row>/<col>"
+STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
+NET_PASS, INSTANCE_PASS = "net", "instances"
 
 
 def image_dir_name(key: str) -> str:
     return key.replace("/", "__")
 
 
-@dataclass
-class UnitRecord:
-    unit: str
-    state: str  # "done" | "skipped" (empty: written as background) | "failed"
-    attempts: int
-    input: str
-    error: str = ""
+@dataclass(frozen=True)
+class FailureRecord:
+    """Why one unit failed: the failure's kind (`outcome.FailureKind`), attempts made, and the message."""
 
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED_STATES
+    unit: str  # "<plane>/<row>/<col>"
+    index: int  # the unit's number: its place in the state map
+    kind: str
+    attempts: int
+    error: str
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Manifest:
     def __post_init__(self) -> None:
         self.fs, self.root = fsspec.core.url_to_fs(self.url.rstrip("/") + "/" + MANIFEST_DIR)
         self._seq = 0
+        self._described: set[tuple[str, str]] = set()  # (pass, image) whose meta.json this run wrote
         self.local = "file" in self.fs.protocol
 
     # -- small JSON documents -------------------------------------------------------------
@@ -112,7 +116,8 @@ class Manifest:
 
     def reset(self) -> None:
         """Forget everything recorded (for --overwrite)."""
-        for sub in ("units", "images", "instances", "job.json"):
+        self._described.clear()
+        for sub in ("states", "failures", "units", "images", "instances", "job.json"):
             path = self._path(sub)
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
@@ -136,50 +141,91 @@ class Manifest:
                 if record:
                     yield record
 
-    # -- units --------------------------------------------------------------------------
+    # -- unit states -----------------------------------------------------------------------
 
-    def unit_records(self, key: str) -> dict[str, UnitRecord]:
-        """Latest record per unit of one image (files in name order: run id, then sequence)."""
-        return self.folder_unit_records(image_dir_name(key))
+    def _states_dir(self, pass_name: str, key: str) -> str:
+        return self._path("states", pass_name, image_dir_name(key))
 
-    def unit_folders(self) -> list[str]:
-        """`image_dir_name` of every image with unit records, without reading them.
+    def unit_states(self, key: str, pass_name: str = NET_PASS, input_fp: str | None = None) -> np.ndarray | None:
+        """The image's committed unit states (uint8, one per unit), or None if none are (or for another input)."""
+        return self.folder_unit_states(image_dir_name(key), pass_name, input_fp)
 
-        An image a killed run left unfinished has records here but no image record.
+    def folder_unit_states(
+        self, dir_name: str, pass_name: str = NET_PASS, input_fp: str | None = None
+    ) -> np.ndarray | None:
+        """`unit_states` of the image whose `image_dir_name` is `dir_name`."""
+        folder = self._path("states", pass_name, dir_name)
+        meta = self.read_json(folder + "/meta.json")
+        if not isinstance(meta, dict) or (input_fp is not None and meta.get("input") != input_fp):
+            return None
+        states = np.zeros(int(meta["units"]), np.uint8)
+        for path in self.fs.ls(folder, detail=False):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".u8") and name[:-3].isdigit():  # not the temp files of a killed writer
+                start = int(name[:-3]) * STATE_CHUNK
+                data = np.frombuffer(self.fs.cat_file(path), np.uint8)[: len(states) - start]
+                states[start : start + len(data)] = data
+        return states
+
+    def state_folders(self, pass_name: str = NET_PASS) -> list[str]:
+        """`image_dir_name` of every image with committed states in a pass, without reading them.
+
+        An image a killed run left unfinished has states here but no image record.
         """
-        folder = self._path("units")
+        folder = self._path("states", pass_name)
         if not self.fs.exists(folder):
             return []
         return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in self.fs.ls(folder, detail=False))
 
-    def folder_unit_records(self, dir_name: str) -> dict[str, UnitRecord]:
-        """`unit_records` of the image whose `image_dir_name` is `dir_name`."""
-        folder = self._path("units", dir_name)
-        latest: dict[str, UnitRecord] = {}
+    def commit_states(self, key: str, pass_name: str, input_fp: str, states: np.ndarray, chunks: Iterable[int]) -> None:
+        """Write the state files `chunks` (numbers of STATE_CHUNK-unit spans) of one image, each whole."""
+        folder = self._states_dir(pass_name, key)
+        if (pass_name, key) not in self._described:
+            meta = {"input": input_fp, "units": int(len(states)), "chunk": STATE_CHUNK}
+            self.write_text(folder + "/meta.json", json.dumps(meta, sort_keys=True))
+            self._described.add((pass_name, key))
+        for c in sorted(chunks):
+            self.write_bytes(f"{folder}/{c}.u8", states[c * STATE_CHUNK : (c + 1) * STATE_CHUNK].tobytes())
+
+    def commit_failures(self, key: str, pass_name: str, records: list[FailureRecord]) -> None:
+        """Record why a batch of units of one image failed, in one immutable file."""
+        if not records:
+            return
+        self._seq += 1
+        path = self._path("failures", pass_name, image_dir_name(key), f"{self.run_id}-{self._seq:08d}.jsonl")
+        self.write_text(path, "".join(r.to_json() + "\n" for r in records))
+
+    def failures(self, key: str, pass_name: str = NET_PASS) -> dict[str, FailureRecord]:
+        """The latest failure record per unit of one image (files in name order: run id, then sequence)."""
+        folder = self._path("failures", pass_name, image_dir_name(key))
+        latest: dict[str, FailureRecord] = {}
         if not self.fs.exists(folder):
             return latest
         for path in sorted(self.fs.ls(folder, detail=False)):
             if not path.endswith(".jsonl"):
                 continue  # temp files of a killed writer
             with self.fs.open(path, "r") as f:
-                for line in f:
+                for number, line in enumerate(f, 1):
                     if line.strip():
-                        record = UnitRecord(**json.loads(line))
+                        record = self._failure_record(path, number, line)
                         latest[record.unit] = record
         return latest
 
-    def commit_units(self, key: str, records: list[UnitRecord]) -> None:
-        """Record a batch of finished units of one image, in one immutable file."""
-        if not records:
-            return
-        self._seq += 1
-        path = self._path("units", image_dir_name(key), f"{self.run_id}-{self._seq:08d}.jsonl")
-        self.write_text(path, "".join(r.to_json() + "\n" for r in records))
+    @staticmethod
+    def _failure_record(path: str, number: int, line: str) -> FailureRecord:
+        try:
+            return FailureRecord(**json.loads(line))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise OutputError(f"{path}:{number}: manifest record is corrupt: {exc}") from None
 
     def forget_image(self, key: str) -> None:
         """Drop an image's records (its input changed: every unit is pending again)."""
         name = image_dir_name(key)
-        for path in (self._path("units", name), self._path("images", name + ".json"), self._path("instances", name)):
+        paths = [self._path("images", name + ".json"), self._path("instances", name)]
+        for pass_name in (NET_PASS, INSTANCE_PASS):
+            self._described.discard((pass_name, key))
+            paths += [self._path("states", pass_name, name), self._path("failures", pass_name, name)]
+        for path in paths:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import ConfigError, GeometryError
 from pipeline.model.geometry import NetGeometry
 from pipeline.tiling import TileGrid, plan_tiles
@@ -39,7 +41,7 @@ class WorkUnit:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorkUnit:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(str(d["key"]), *(int(d[k]) for k in ("plane", "row", "col", "y0", "y1", "x0", "x1")))
 
 
 def check_chunks(chunks: tuple[int, int], geometry: NetGeometry) -> None:
@@ -51,14 +53,64 @@ def check_chunks(chunks: tuple[int, int], geometry: NetGeometry) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class UnitGrid:
+    """The units of one image: planes x rows x cols of chunk-sized blocks, numbered plane by plane, row-major.
+
+    A unit's number is its place in the manifest's one-byte-per-unit state map.
+    """
+
+    key: str
+    n_planes: int
+    shape: tuple[int, int]
+    chunks: tuple[int, int]
+
+    @property
+    def rows(self) -> int:
+        return -(-self.shape[0] // self.chunks[0])
+
+    @property
+    def cols(self) -> int:
+        return -(-self.shape[1] // self.chunks[1])
+
+    @property
+    def size(self) -> int:
+        return self.n_planes * self.rows * self.cols
+
+    def index(self, unit: WorkUnit) -> int:
+        return (unit.plane * self.rows + unit.row) * self.cols + unit.col
+
+    def unit(self, index: int) -> WorkUnit:
+        plane, rest = divmod(index, self.rows * self.cols)
+        row, col = divmod(rest, self.cols)
+        (height, width), (ch, cw) = self.shape, self.chunks
+        y0, x0 = row * ch, col * cw
+        return WorkUnit(self.key, plane, row, col, y0, min(y0 + ch, height), x0, min(x0 + cw, width))
+
+    def units(self, start: int = 0, stop: int | None = None) -> Iterator[WorkUnit]:
+        for index in range(start, self.size if stop is None else stop):
+            yield self.unit(index)
+
+
+def check_tile(tile: int, geometry: NetGeometry) -> None:
+    """The requested tile must hold the net's margin on both sides and at least one pooling step of output."""
+    if tile < geometry.min_tile:
+        raise ConfigError(
+            f"inference.tile {tile}: smaller than this model's smallest legal tile, {geometry.min_tile} "
+            f"(a margin of {geometry.margin} px on each side plus {geometry.factor} output px); "
+            f"set inference.tile to {geometry.min_tile} or more (larger tiles waste less)"
+        )
+
+
 def image_units(key: str, n_planes: int, shape: tuple[int, int], chunks: tuple[int, int]) -> Iterator[WorkUnit]:
     """Units of one image, plane by plane, row-major over chunks."""
-    height, width = shape
-    ch, cw = chunks
-    for plane in range(n_planes):
-        for r, y0 in enumerate(range(0, height, ch)):
-            for c, x0 in enumerate(range(0, width, cw)):
-                yield WorkUnit(key, plane, r, c, y0, min(y0 + ch, height), x0, min(x0 + cw, width))
+    return UnitGrid(key, n_planes, shape, chunks).units()
+
+
+def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D boolean mask: pending units as a few ranges, not a list."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def plane_coords(plane: int, sizes: dict[str, int]) -> dict[str, int]:
@@ -71,7 +123,7 @@ def plane_coords(plane: int, sizes: dict[str, int]) -> dict[str, int]:
 
 
 def units_per_image(n_planes: int, shape: tuple[int, int], chunks: tuple[int, int]) -> int:
-    return n_planes * -(-shape[0] // chunks[0]) * -(-shape[1] // chunks[1])
+    return UnitGrid("", n_planes, shape, chunks).size
 
 
 def unit_grid(unit: WorkUnit, geometry: NetGeometry, tile: int) -> tuple[TileGrid, slice, slice]:

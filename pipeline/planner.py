@@ -11,41 +11,71 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline import __version__
 from pipeline.errors import InputError
 from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
 from pipeline.io.normalize import affine_for
-from pipeline.manifest import INSTANCES_PREFIX, Manifest
-from pipeline.plan import WorkUnit, image_units, plane_coords, units_per_image
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
+from pipeline.outcome import UnitState
+from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
 from pipeline.spec import JobSpec
 
 if TYPE_CHECKING:
     from pipeline.model.unet import UNet  # the planner reads only its config: no torch in workers
 
 
+def finished(states: np.ndarray) -> np.ndarray:
+    """Boolean map of the units whose state is finished (done, or skipped as flat)."""
+    return (states == UnitState.DONE) | (states == UnitState.SKIPPED)
+
+
 @dataclass
 class ImagePlan:
+    """One image of the job: its unit grid and, per pass, the state of each unit (a byte a unit)."""
+
     key: str
     source: str
     input: str  # input fingerprint
-    n_planes: int
-    shape: tuple[int, int]
+    grid: UnitGrid
     out_axes: str  # axes of what the net's pass writes
     scale: float
     offset: float
-    total: int
     plane_sizes: dict[str, int] = field(default_factory=dict)  # {"t": n, "z": m} for the axes present
-    done: set[str] = field(default_factory=set)
-    instances_done: set[str] = field(default_factory=set)  # output.kind instances: units labelled
+    states: dict[str, np.ndarray] = field(default_factory=dict)  # pass -> uint8 UnitState per unit
+
+    def __post_init__(self) -> None:
+        for pass_name in (NET_PASS, INSTANCE_PASS):
+            self.states.setdefault(pass_name, np.zeros(self.grid.size, np.uint8))
+
+    @property
+    def n_planes(self) -> int:
+        return self.grid.n_planes
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    @property
+    def total(self) -> int:
+        return self.grid.size
 
     def plane_coords(self, plane: int) -> dict[str, int]:
         return plane_coords(plane, self.plane_sizes)
 
+    def pending_in(self, pass_name: str) -> int:
+        return self.total - int(np.count_nonzero(finished(self.states[pass_name])))
+
     @property
     def pending(self) -> int:
-        return self.total - len(self.done)
+        return self.pending_in(NET_PASS)
+
+    def pending_ranges(self, pass_name: str = NET_PASS) -> list[tuple[int, int]]:
+        """Unit numbers still to do in a pass, as [start, stop) ranges (few, whatever the image's size)."""
+        return runs_of(self.states[pass_name] == UnitState.PENDING)
 
 
 @dataclass
@@ -111,37 +141,31 @@ def plan_image(
         return None
     scale, offset = affine_for(image, spec.inference.normalize)
     layouts = output_layouts(image, spec, model.config.classes)
-    records = manifest.unit_records(key)
-    current = {u for u, r in records.items() if r.finished and r.input == image.fingerprint}
-    done = {u for u in current if not u.startswith(INSTANCES_PREFIX)}
-    instances_done = {u.removeprefix(INSTANCES_PREFIX) for u in current if u.startswith(INSTANCES_PREFIX)}
+    grid = UnitGrid(key, image.n_planes, image.plane_shape, spec.output.chunks)
+    states = committed_states(manifest, key, image.fingerprint, grid)
     if store is not None:
         written = (store.image_attrs(key) or {}).get("segment-archive", {})
         same_input = written.get("input_fingerprint") == image.fingerprint
         if not same_input or written.get("job_fingerprint") != prov["job_fingerprint"]:
-            if records or record:
-                manifest.forget_image(key)
-            done, instances_done = set(), set()
+            manifest.forget_image(key)
+            states = {}
             for kind, layout in layouts.items():
                 MaskStore(store.url, kind).create_image(
                     key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
                 )
-    total = units_per_image(image.n_planes, image.plane_shape, spec.output.chunks)
     sizes = {a: image.size(a) for a in image.plane_axes}
-    return ImagePlan(
-        key,
-        image.source,
-        image.fingerprint,
-        image.n_planes,
-        image.plane_shape,
-        layouts[semantic_kind(spec.output.kind)].axes,
-        scale,
-        offset,
-        total,
-        sizes,
-        done,
-        instances_done,
-    )
+    out_axes = layouts[semantic_kind(spec.output.kind)].axes
+    return ImagePlan(key, image.source, image.fingerprint, grid, out_axes, scale, offset, sizes, states)
+
+
+def committed_states(manifest: Manifest, key: str, input_fp: str, grid: UnitGrid) -> dict[str, np.ndarray]:
+    """Per pass, the states a resume starts from: finished units stay finished; failed ones are pending again."""
+    result = {}
+    for pass_name in (NET_PASS, INSTANCE_PASS):
+        states = manifest.unit_states(key, pass_name, input_fp)
+        if states is not None and len(states) == grid.size:
+            result[pass_name] = np.where(finished(states), states, np.uint8(UnitState.PENDING)).astype(np.uint8)
+    return result
 
 
 def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:
@@ -172,7 +196,6 @@ def plan_job(
     return summary
 
 
-def pending_units(plan: ImagePlan, chunks: tuple[int, int]) -> Iterator[WorkUnit]:
-    for unit in image_units(plan.key, plan.n_planes, plan.shape, chunks):
-        if unit.id not in plan.done:
-            yield unit
+def pending_units(plan: ImagePlan, pass_name: str = NET_PASS) -> Iterator[WorkUnit]:
+    for start, stop in plan.pending_ranges(pass_name):
+        yield from plan.grid.units(start, stop)

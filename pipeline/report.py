@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 
-from pipeline.manifest import INSTANCES_PREFIX, Manifest, image_dir_name
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest, image_dir_name
+from pipeline.outcome import UnitState
 from pipeline.spec import JobSpec
 
 REPORT_NAME = "run-report.json"
@@ -99,14 +101,17 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
         images[record.get("state", "?")] += 1
         if record.get("state") == "complete":
             units["done"] += int(record.get("units", 0))
-    for folder in manifest.unit_folders():
-        if state_of.get(folder) == "complete":
-            continue  # counted from its image record, its unit records unread
-        if folder not in state_of:
-            images["in progress"] += 1  # a killed run's: image records are written when an image ends
-        for r in manifest.folder_unit_records(folder).values():
-            state = "done" if r.finished else r.state
-            units[("instances " if r.unit.startswith(INSTANCES_PREFIX) else "") + state] += 1
+    for pass_name, prefix in ((NET_PASS, ""), (INSTANCE_PASS, "instances ")):
+        for folder in manifest.state_folders(pass_name):
+            if state_of.get(folder) == "complete":
+                continue  # counted from its image record, its states unread
+            if folder not in state_of and pass_name == NET_PASS:
+                images["in progress"] += 1  # a killed run's: image records are written when an image ends
+            states = manifest.folder_unit_states(folder, pass_name)
+            if states is not None:
+                units[prefix + "done"] += int(np.count_nonzero(states == UnitState.DONE))
+                units[prefix + "done"] += int(np.count_nonzero(states == UnitState.SKIPPED))
+                units[prefix + "failed"] += int(np.count_nonzero(states == UnitState.FAILED))
     return images, units
 
 

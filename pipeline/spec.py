@@ -133,7 +133,9 @@ class ResourcesSpec(Settings):
         "(actor); auto = actor for CPU actors (gpus_per_actor 0), tasks for GPU actors",
     )
     retries: int = Field(2, ge=0, description="attempts after the first before a unit is quarantined")
-    window: int = Field(2048, ge=1, description="work units streamed per Ray dataset (bounds driver memory)")
+    window: int | None = Field(
+        None, ge=1, description="deprecated and ignored: every pass of a job is one stream, whatever its size"
+    )
     units_per_task: int = Field(
         2, ge=1, le=64, description="units per read and write task: more amortise Ray's cost per task"
     )

@@ -2,29 +2,31 @@
 
 read_unit (CPU task) -> PredictStage (actor, one model) -> write_unit (CPU task),
 or, for CPU actors, all three in the actor: ReadPredictWriteStage.
-A unit's failure never raises out of a stage: it travels as `error` in the row
-(Ray Data would otherwise fail the whole dataset), and later stages pass it on.
+A unit's failure never raises out of a stage: it travels as `error` (and its
+`failure` kind) in the row, since Ray Data would otherwise fail the whole
+dataset, and later stages pass it on.  A transient failure is tried again in
+place, up to `resources.retries` times, so a retry never restarts the stream.
 """
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from pipeline.errors import SegmentArchiveError
 from pipeline.faults import inject
 from pipeline.io.archive import Archive, open_archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, semantic_kind
 from pipeline.io.normalize import normalize
 from pipeline.model.geometry import NetGeometry
+from pipeline.outcome import FailureKind, failure_kind, failure_message
 from pipeline.plan import WorkUnit, unit_grid
+from pipeline.rows import OUTCOME_COLUMNS
 from pipeline.spec import InstancesSpec, SkipEmpty
 
 
@@ -49,6 +51,7 @@ class StageContext:
     device: str
     precision: str
     threads: int = 1
+    retries: int = 2  # further attempts at a unit whose failure is transient
     skip_empty: SkipEmpty | None = None  # flat blocks skip the net
     instances: InstancesSpec | None = None  # output.kind instances
     # Worker caches of opened images are per run: a rerun must see the archive as it is now.
@@ -71,11 +74,35 @@ def empty_block(ctx: StageContext) -> np.ndarray:
 
 
 def describe_failure(unit: dict[str, Any], exc: BaseException) -> str:
-    where = f"{unit['key']} plane {unit['plane']} block ({unit['row']}, {unit['col']})"
-    if isinstance(exc, SegmentArchiveError):
-        return f"{where}: {exc}"
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return f"{where}: unexpected {last}"
+    return failure_message(f"{unit['key']} plane {unit['plane']} block ({unit['row']}, {unit['col']})", exc)
+
+
+def record_failure(row: dict[str, Any], exc: BaseException, attempts: int) -> None:
+    row["error"] = describe_failure(row, exc)
+    row["failure"] = failure_kind(exc).value
+    row["attempts"] = max(int(row["attempts"]), attempts)
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds before another try: short, doubling (a store's brief hiccup, not an outage)."""
+    return min(2.0, 0.05 * 2**attempt)
+
+
+def attempted(row: dict[str, Any], work: Callable[[], None], retries: int) -> None:
+    """Do one stage's work on a unit; a transient failure is tried again up to `retries` times.
+
+    A final failure is recorded in the row (`error`, `failure`), never raised.
+    """
+    for attempt in range(1, retries + 2):
+        try:
+            work()
+            row["attempts"] = max(int(row["attempts"]), attempt)
+            return
+        except Exception as exc:
+            if failure_kind(exc) is not FailureKind.TRANSIENT or attempt > retries:
+                record_failure(row, exc, attempt)
+                return
+            time.sleep(retry_pause(attempt))
 
 
 @lru_cache(maxsize=4)
@@ -86,15 +113,6 @@ def _archive(url: str, axes: str | None, stack: bool, run_id: str) -> Archive:
 @lru_cache(maxsize=32)
 def _image(ctx: StageContext, key: str) -> LazyImage:
     return _archive(ctx.input_url, ctx.axes, ctx.stack, ctx.run_id).open(key)
-
-
-@contextmanager
-def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
-    """Run a stage's work on a unit; a failure becomes the row's `error`, never an exception."""
-    try:
-        yield
-    except Exception as exc:
-        row["error"] = describe_failure(row, exc)
 
 
 def is_flat(pixels: np.ndarray, std_below: float, stride: int) -> bool:
@@ -108,20 +126,23 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     row["window"] = empty_window(ctx)
     if not row["error"]:
         inject("read_exit")
-        with failures_recorded(row):
-            inject("read_error")
-            unit = WorkUnit.from_dict(row)
-            image = _image(ctx, unit.key)
-            _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
-            raw = image.read_window(unit.plane, rows, cols)
-            where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
-            window = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
-            block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
-            if ctx.skip_empty and is_flat(block, ctx.skip_empty.std_below, ctx.skip_empty.stride):
-                row["skipped"] = True
-            else:
-                row["window"] = window
+        attempted(row, lambda: read_into(row, ctx), ctx.retries)
     return row
+
+
+def read_into(row: dict[str, Any], ctx: StageContext) -> None:
+    inject("read_error")
+    unit = WorkUnit.from_dict(row)
+    image = _image(ctx, unit.key)
+    _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
+    raw = image.read_window(unit.plane, rows, cols)
+    where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
+    window = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+    block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
+    if ctx.skip_empty and is_flat(block, ctx.skip_empty.std_below, ctx.skip_empty.stride):
+        row["skipped"] = True
+    else:
+        row["window"] = window
 
 
 def background(classes: int, shape: tuple[int, int], ctx: StageContext) -> np.ndarray:
@@ -199,13 +220,18 @@ class PredictStage:
         for r in todo:
             grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)
             jobs.append((grid, r["window"]))
-        try:
-            outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
-            for r, probabilities in zip(todo, outputs, strict=True):
-                r["block"] = to_output(probabilities, self.ctx)
-        except Exception as exc:  # the whole batch failed (e.g. out of memory): each unit says so
-            for r in todo:
-                r["error"] = describe_failure(r, exc)
+        for attempt in range(1, self.ctx.retries + 2):
+            try:
+                outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
+                for r, probabilities in zip(todo, outputs, strict=True):
+                    r["block"] = to_output(probabilities, self.ctx)
+                break
+            except Exception as exc:  # the whole batch failed (e.g. out of memory): again, or each unit says so
+                if failure_kind(exc) is not FailureKind.TRANSIENT or attempt > self.ctx.retries:
+                    for r in todo:
+                        record_failure(r, exc, attempt)
+                    break
+                time.sleep(retry_pause(attempt))
         for r in rows:
             r["window"] = empty_window(self.ctx)
             if r["error"] or "block" not in r:
@@ -240,7 +266,7 @@ def output_store(url: str, kind: str, run_id: str) -> MaskStore:
     return MaskStore(url, kind)
 
 
-FINISHED_COLUMNS = ("key", "plane", "row", "col", "y0", "y1", "x0", "x1", "input", "error", "skipped")
+FINISHED_COLUMNS = (*OUTCOME_COLUMNS, "skipped")
 
 
 def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
@@ -250,13 +276,16 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """
     if not row["error"]:
         inject("write_exit")
-        with failures_recorded(row):
-            inject("write_error")
-            inject("write_full")
-            unit = WorkUnit.from_dict(row)
-            coords = {"t": int(row["t"]), "z": int(row["z"])}
-            rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
-            output_store(ctx.output_url, semantic_kind(ctx.kind), ctx.run_id).write_block(
-                unit.key, coords, row["out_axes"], rows, cols, row["block"]
-            )
+        attempted(row, lambda: write_from(row, ctx), ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
+
+
+def write_from(row: dict[str, Any], ctx: StageContext) -> None:
+    inject("write_error")
+    inject("write_full")
+    unit = WorkUnit.from_dict(row)
+    coords = {"t": int(row["t"]), "z": int(row["z"])}
+    rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)
+    output_store(ctx.output_url, semantic_kind(ctx.kind), ctx.run_id).write_block(
+        unit.key, coords, row["out_axes"], rows, cols, row["block"]
+    )

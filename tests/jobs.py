@@ -1,6 +1,5 @@
 """Small archives and job files for the tests that run `submit`, and what they should produce."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +7,8 @@ import tifffile
 import zarr
 
 from pipeline.io import open_archive
-from pipeline.manifest import FINISHED_STATES
+from pipeline.manifest import NET_PASS, Manifest
+from pipeline.outcome import UnitState
 from pipeline.predict import predict_image
 from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
@@ -36,7 +36,7 @@ input: {{path: {archive}}}
 model: {{config: {tmp_path / "model.yaml"}, seed: 3}}
 inference: {{tile: {sections.get("tile", 64)}, batch_size: {sections.get("batch_size", 2)}}}
 output: {{path: {tmp_path / "out.zarr"}, kind: {kind}, chunks: {list(sections.get("chunks", (32, 32)))}, pyramid_levels: 1{instances}}}
-resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, window: {sections.get("window", 2048)}, io: {sections.get("io", "auto")}}}
+resources: {{actors: {sections.get("actors", 1)}, cpus_per_actor: 1, io: {sections.get("io", "auto")}}}
 """
     path = tmp_path / "job.yaml"
     path.write_text(text)
@@ -75,12 +75,32 @@ def store_bytes(path: Path) -> dict[str, bytes]:
     }
 
 
-def committed_units(out: Path) -> list[tuple[str, str]]:
-    """(image, unit) of every finished-unit record in the manifest, repeats included."""
-    units = []
-    for path in sorted((out / ".manifest" / "units").rglob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record["state"] in FINISHED_STATES:
-                units.append((path.parent.name, record["unit"]))
+def committed_units(out: Path, pass_name: str = NET_PASS) -> set[tuple[str, int]]:
+    """(image folder, unit number) of every unit whose committed state is finished."""
+    manifest = Manifest(str(out))
+    units = set()
+    for folder in manifest.state_folders(pass_name):
+        states = manifest.folder_unit_states(folder, pass_name)
+        finished = (states == UnitState.DONE) | (states == UnitState.SKIPPED)
+        units |= {(folder, int(i)) for i in np.flatnonzero(finished)}
     return units
+
+
+def unit_chunk(out: Path, group: str, key: str, index: int, shape: tuple[int, int], chunk: int = 32) -> Path:
+    """The level-0 chunk file of unit `index` of a 3-D (z, y, x) test image; probabilities have a c axis first."""
+    rows, cols = -(-shape[0] // chunk), -(-shape[1] // chunk)
+    plane, rest = divmod(index, rows * cols)
+    row, col = divmod(rest, cols)
+    channel = ["0"] if group == "probabilities" else []
+    return out.joinpath(group, key, "0", *channel, str(plane), str(row), str(col))
+
+
+def rewritten_after(snapshots: list[tuple[float, set[tuple[str, int]]]], chunk_of) -> int:
+    """Units committed by a snapshot's time whose output chunk was written again afterwards: recomputed."""
+    recomputed = set()
+    for when, units in snapshots:
+        for unit in units:
+            path = chunk_of(*unit)
+            if path.exists() and path.stat().st_mtime > when:  # a chunk of pure fill value is never written
+                recomputed.add(unit)
+    return len(recomputed)

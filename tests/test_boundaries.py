@@ -5,6 +5,7 @@ anyone a slow start-up.  To see it fail: add `import torch` to tiling.py.
 """
 
 import ast
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ RULES = {
     "predict": {"ray", "zarr", "tifffile", "pipeline.io"},
     "stages": {"ray"},
     "planner": {"ray"},
+    "driver": {"ray", "torch"},  # the driver sees rows; the Ray boundary is pipeline.run
+    "rows": {"torch", "ray", "zarr", "tifffile"},
+    "outcome": {"torch", "ray", "zarr", "numpy"},
     # Instance geometry and merging are pure: blocks in, ids and tables out.
     "instances": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "fragments": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
@@ -82,3 +86,31 @@ def test_cli_help_imports_no_torch_and_answers_quickly():
     elapsed = time.perf_counter() - start
     assert out.strip().endswith("[]"), out
     assert elapsed < 5, elapsed  # generous: catches a torch import (seconds), not jitter
+
+
+def documented_modules() -> set[str]:
+    """Modules named in docs/architecture.md's module table (`train/*` stands for the folder's modules)."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = text[text.index("## Modules") : text.index("## Invariants")]
+    names = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            names |= set(re.findall(r"`([\w/*]+)`", line.split("|")[1]))
+    return names
+
+
+def code_modules() -> set[str]:
+    return {
+        str(p.relative_to(PACKAGE).with_suffix(""))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py" and p.name != "__main__.py"
+    }
+
+
+def test_the_architecture_page_names_every_module_and_no_other():
+    documented = documented_modules()
+    folders = {name.removesuffix("/*") for name in documented if name.endswith("/*")}
+    covered = {m for m in code_modules() if m in documented or m.rsplit("/", 1)[0] in folders}
+    assert sorted(code_modules() - covered) == [], "modules missing from docs/architecture.md"
+    named = {m for m in documented if not m.endswith("/*")}
+    assert sorted(named - code_modules()) == [], "docs/architecture.md names modules that do not exist"

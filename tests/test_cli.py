@@ -38,3 +38,13 @@ def test_a_missing_checkpoint_is_one_clear_line_and_exit_code_invalid(tmp_path):
     assert result.exit_code == ExitCode.INVALID
     assert "missing.pt: no such checkpoint file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_tile_below_the_models_smallest_is_invalid_before_anything_runs(tmp_path):
+    from tests.jobs import make_archive, make_job
+
+    job = make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),)), tile=16)
+    result = CliRunner().invoke(main, ["submit", str(job), "--quiet"])
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert "inference.tile 16: smaller than this model's smallest legal tile, 52" in result.output
+    assert not (tmp_path / "out.zarr").exists()  # nothing was planned or written

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.run import submit
+from pipeline.driver import submit
 from pipeline.spec import JobSpec
 from tests.jobs import expected_outputs, make_archive, make_job
 
@@ -37,9 +37,9 @@ def test_submit_to_a_three_node_cluster_and_survive_losing_a_node(cluster, tmp_p
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(report=submit(job)))
     thread.start()
-    units = tmp_path / "out.zarr" / ".manifest" / "units"
+    units = tmp_path / "out.zarr" / ".manifest" / "states"
     deadline = time.time() + 240
-    while time.time() < deadline and not (units.exists() and any(units.rglob("*.jsonl"))):
+    while time.time() < deadline and not (units.exists() and any(units.rglob("*.u8"))):
         time.sleep(0.2)
     c.remove_node(workers[0])  # a node dies while units are in flight
     thread.join(timeout=600)

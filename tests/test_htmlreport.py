@@ -18,7 +18,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.errors import ExitCode
 from pipeline.htmlreport import collect, evenly_spaced, rates, summary_section, throughput_svg
-from pipeline.manifest import Manifest, UnitRecord
+from pipeline.manifest import NET_PASS, FailureRecord, Manifest
 from pipeline.spec import JobSpec
 from tests.jobs import make_archive, make_job
 
@@ -126,9 +126,9 @@ def killed_run_output(tmp_path) -> str:
     spec = {"name": "j", "input": {"path": "in/"}, "output": {"path": out}, "model": {"config": "unet-small"}}
     manifest = Manifest(out)
     manifest.set_job({"job_fingerprint": "f" * 64, "spec": JobSpec.model_validate(spec).model_dump(mode="json")})
-    manifest.commit_units("a.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(4)])
+    manifest.commit_states("a.tif", NET_PASS, "fp", np.ones(4, np.uint8), [0])
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
-    manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])  # killed before b.tif's record
+    manifest.commit_states("b.tif", NET_PASS, "fp", np.array([1, 0], np.uint8), [0])  # killed before its record
     return out
 
 
@@ -148,15 +148,16 @@ def test_collecting_the_report_reads_the_image_records_once(tmp_path, monkeypatc
     assert collect(out).in_progress == 1 and len(passes) == 1
 
 
-def test_collecting_the_report_reads_unit_records_of_partial_images_only(tmp_path, monkeypatch):
+def test_collecting_the_report_reads_failures_of_partial_images_only(tmp_path, monkeypatch):
     out = killed_run_output(tmp_path)
     Manifest(out).set_image_record("c.tif", {"key": "c.tif", "state": "partial", "failed": 1})
-    Manifest(out).commit_units("c.tif", [UnitRecord("0/0/0", "failed", 3, "fp", "c.tif: unreadable")])
+    manifest = Manifest(out)
+    manifest.commit_failures("c.tif", NET_PASS, [FailureRecord("0/0/0", 0, "input", 1, "c.tif: unreadable")])
+    manifest.commit_failures("c.tif", NET_PASS, [FailureRecord("0/0/1", 1, "transient", 3, "since redone")])
+    manifest.commit_states("c.tif", NET_PASS, "fp", np.array([3, 1], np.uint8), [0])
     read = []
-    read_folder = Manifest.folder_unit_records
-    monkeypatch.setattr(
-        Manifest, "folder_unit_records", lambda self, name: read.append(name) or read_folder(self, name)
-    )
+    read_failures = Manifest.failures
+    monkeypatch.setattr(Manifest, "failures", lambda self, key, *a: read.append(key) or read_failures(self, key, *a))
     data = collect(out)
     assert data.unit_failures == {"c.tif:0/0/0": "c.tif: unreadable"} and data.in_progress == 1
     assert read == ["c.tif"]

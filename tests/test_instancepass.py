@@ -1,15 +1,16 @@
 """`submit` with output.kind instances: labels equal to labelling each whole plane, objects, resume."""
 
 import csv
+import json
 from collections import Counter
 
 import numpy as np
 import pytest
 from skimage.measure import label
 
+from pipeline.driver import submit
 from pipeline.fragments import label_plane
-from pipeline.manifest import Manifest
-from pipeline.run import submit
+from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.spec import InstancesSpec, JobSpec
 from tests.jobs import make_archive, make_job, store_bytes, stored
 
@@ -86,6 +87,17 @@ def test_the_driver_reads_each_planes_merged_objects_once(tmp_path, monkeypatch)
     assert reads == {(key, plane): 1 for key in ("img0", "img1") for plane in (0, 1)}
 
 
+def forget_relabelled(out, key: str, planes: list[int], n_planes: int = 2) -> None:
+    """Mark the relabelling of whole planes of an image not done, as a kill before their commit would."""
+    manifest = Manifest(str(out))
+    states = manifest.unit_states(key, INSTANCE_PASS)
+    per_plane = len(states) // n_planes
+    for plane in planes:
+        states[plane * per_plane : (plane + 1) * per_plane] = 0
+    meta = json.loads((out / ".manifest" / "states" / INSTANCE_PASS / key / "meta.json").read_text())
+    manifest.commit_states(key, INSTANCE_PASS, meta["input"], states, [0])
+
+
 def test_rerun_recomputes_only_the_lost_instance_work(tmp_path):
     job = instances_job(tmp_path, f"{{method: watershed, halo: 24, threshold: {T}, seed_threshold: {SEED_T}}}")
     submit(job)
@@ -93,9 +105,7 @@ def test_rerun_recomputes_only_the_lost_instance_work(tmp_path):
     reference = store_bytes(out)
     # As if killed after merging img1 plane 1 but before relabelling its blocks:
     (out / ".manifest" / "images" / "img1.json").unlink()
-    for unit_file in (out / ".manifest" / "units" / "img1").glob("*.jsonl"):
-        lines = unit_file.read_text().splitlines(keepends=True)
-        unit_file.write_text("".join(line for line in lines if '"instances:1/' not in line))
+    forget_relabelled(out, "img1", planes=[1])
     for chunk in (out / "labels" / "img1" / "0" / "1").rglob("*"):
         if chunk.is_file():
             chunk.unlink()
@@ -135,9 +145,7 @@ def test_an_unreadable_probability_block_quarantines_its_image_only(tmp_path):
     out = tmp_path / "out.zarr"
     # img1's instance pass to do again, with one chunk of its object probability corrupt:
     (out / ".manifest" / "images" / "img1.json").unlink()
-    for unit_file in (out / ".manifest" / "units" / "img1").glob("*.jsonl"):
-        lines = unit_file.read_text().splitlines(keepends=True)
-        unit_file.write_text("".join(line for line in lines if '"instances:' not in line))
+    forget_relabelled(out, "img1", planes=[0, 1])
     for table in (out / ".manifest" / "instances" / "img1").glob("*.npz"):
         table.unlink()
     (out / "probabilities" / "img1" / "0" / "0" / "1" / "0" / "0").write_bytes(b"not a blosc chunk")

@@ -64,12 +64,12 @@ def test_tiff_and_zarr_on_s3_read_the_same_windows_as_locally(s3, tmp_path):
 
 def test_manifest_and_mask_store_on_s3(s3):
     from pipeline.io.maskstore import MaskStore, OutputLayout
-    from pipeline.manifest import Manifest, UnitRecord
+    from pipeline.manifest import NET_PASS, Manifest
 
     manifest = Manifest("s3://archive/out.zarr")
-    manifest.commit_units("a", [UnitRecord("0/0/0", "done", 1, "fp")])
+    manifest.commit_states("a", NET_PASS, "fp", np.array([1, 0, 2], np.uint8), [0])
     with manifest.lock():
-        assert set(manifest.unit_records("a")) == {"0/0/0"}
+        assert Manifest("s3://archive/out.zarr").unit_states("a").tolist() == [1, 0, 2]
     image = open_archive("s3://archive/em").open("a")
     store = MaskStore("s3://archive/out.zarr", "labels")
     layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
@@ -83,7 +83,8 @@ def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
     import ray
     import zarr
 
-    from pipeline.run import init_ray, submit
+    from pipeline.driver import submit
+    from pipeline.run import init_ray
     from pipeline.spec import JobSpec
 
     (tmp_path / "model.yaml").write_text("depth: 2\nbase: 4\npadding: same\nnorm: batch\n")

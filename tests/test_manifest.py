@@ -1,38 +1,69 @@
-"""The manifest: immutable unit batches, latest record wins, and the job lock."""
+"""The manifest: unit states a byte a unit in whole files, failure reasons, and the job lock."""
 
 import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 from pipeline.errors import JobLockedError
-from pipeline.manifest import Manifest, UnitRecord
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, FailureRecord, Manifest
+from pipeline.outcome import UnitState
 
 
-def test_committed_units_are_read_back_per_image_latest_wins(tmp_path):
+def test_committed_states_are_read_back_per_image_and_pass(tmp_path):
     m = Manifest(str(tmp_path / "out.zarr"))
-    m.commit_units("a/b", [UnitRecord("0/0/0", "failed", 1, "fp", "boom"), UnitRecord("0/0/1", "done", 1, "fp")])
-    m.commit_units("a/b", [UnitRecord("0/0/0", "done", 2, "fp")])
-    records = m.unit_records("a/b")
-    assert {u: r.state for u, r in records.items()} == {"0/0/0": "done", "0/0/1": "done"}
-    assert m.unit_records("other") == {}
+    states = np.zeros(3, np.uint8)
+    states[:2] = [UnitState.FAILED, UnitState.DONE]
+    m.commit_states("a/b", NET_PASS, "fp", states, [0])
+    m.commit_failures("a/b", NET_PASS, [FailureRecord("0/0/0", 0, "input", 1, "boom")])
+    assert list(Manifest(m.url).unit_states("a/b")) == [UnitState.FAILED, UnitState.DONE, UnitState.PENDING]
+    assert Manifest(m.url).failures("a/b")["0/0/0"].error == "boom"
+    assert m.unit_states("a/b", INSTANCE_PASS) is None and m.unit_states("other") is None
+    assert m.unit_states("a/b", input_fp="another input") is None  # states of another input are not this one's
+
+
+def test_a_commit_rewrites_only_the_state_files_its_units_fall_in(tmp_path):
+    m = Manifest(str(tmp_path / "o"))
+    states = np.zeros(3 * STATE_CHUNK, np.uint8)
+    m.commit_states("k", NET_PASS, "fp", states, [0, 1, 2])
+    folder = tmp_path / "o" / ".manifest" / "states" / NET_PASS / "k"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.u8")}
+    states[STATE_CHUNK + 5] = UnitState.DONE
+    m.commit_states("k", NET_PASS, "fp", states, [1])
+    after = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.u8")}
+    assert sorted(after) == ["0.u8", "1.u8", "2.u8"]  # files grow with units / STATE_CHUNK, not with commits
+    assert [n for n in after if after[n] != before[n]] == ["1.u8"]
+    assert np.flatnonzero(m.unit_states("k")).tolist() == [STATE_CHUNK + 5]
 
 
 def test_a_killed_writer_leaves_only_a_temp_file_that_readers_ignore(tmp_path):
     m = Manifest(str(tmp_path / "out.zarr"))
-    m.commit_units("k", [UnitRecord("0/0/0", "done", 1, "fp")])
-    folder = tmp_path / "out.zarr" / ".manifest" / "units" / "k"
-    (folder / "run-x.jsonl.abc.tmp").write_text('{"unit": "0/0/1", "sta')  # half a record
-    assert set(m.unit_records("k")) == {"0/0/0"}
+    m.commit_states("k", NET_PASS, "fp", np.ones(2, np.uint8), [0])
+    folder = tmp_path / "out.zarr" / ".manifest" / "states" / NET_PASS / "k"
+    (folder / "0.u8.abc.tmp").write_bytes(b"\x03")  # a half-written replacement
+    assert m.unit_states("k").tolist() == [1, 1]
+
+
+def test_a_corrupt_failure_record_is_an_error_naming_its_file_and_line(tmp_path):
+    m = Manifest(str(tmp_path / "o"))
+    m.commit_failures("k", NET_PASS, [FailureRecord("0/0/0", 0, "input", 1, "boom")])
+    path = next((tmp_path / "o" / ".manifest" / "failures" / NET_PASS / "k").glob("*.jsonl"))
+    path.write_text(path.read_text() + '{"unit": "0/0/1", "sta\n')
+    with pytest.raises(Exception, match=r"\.jsonl:2: manifest record is corrupt"):
+        m.failures("k")
 
 
 def test_forget_image_drops_its_records(tmp_path):
     m = Manifest(str(tmp_path / "o"))
-    m.commit_units("k", [UnitRecord("0/0/0", "done", 1, "fp")])
+    m.commit_states("k", NET_PASS, "fp", np.ones(2, np.uint8), [0])
+    m.commit_states("k", INSTANCE_PASS, "fp", np.ones(2, np.uint8), [0])
     m.set_image_record("k", {"key": "k", "state": "complete"})
     m.forget_image("k")
-    assert m.unit_records("k") == {} and m.image_record("k") is None
+    assert m.unit_states("k") is None and m.unit_states("k", INSTANCE_PASS) is None and m.image_record("k") is None
+    m.commit_states("k", NET_PASS, "fp2", np.ones(2, np.uint8), [0])  # the next run describes it again
+    assert m.unit_states("k", input_fp="fp2") is not None
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path):

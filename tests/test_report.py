@@ -1,6 +1,8 @@
 """`status`: what the manifest says is done, failed and in progress."""
 
-from pipeline.manifest import INSTANCES_PREFIX, Manifest, UnitRecord
+import numpy as np
+
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
 from pipeline.report import job_status
 from pipeline.spec import JobSpec
 
@@ -18,13 +20,15 @@ def a_job_manifest(tmp_path) -> tuple[str, Manifest]:
     return out, manifest
 
 
+def commit(manifest: Manifest, key: str, states: list[int], pass_name: str = NET_PASS) -> None:
+    manifest.commit_states(key, pass_name, "fp", np.array(states, np.uint8), [0])
+
+
 def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_path):
     out, manifest = a_job_manifest(tmp_path)
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
     # b.tif: the run was killed after three of its units; it has no image record yet
-    manifest.commit_units(
-        "b.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(2)] + [UnitRecord("0/0/2", "failed", 3, "fp")]
-    )
+    commit(manifest, "b.tif", [1, 1, 3, 0])  # done, done, failed, pending
     lines = job_status(job_on(out)).splitlines()
     assert "  images: 1 complete, 1 in progress" in lines
     assert "  units: 6 done, 1 failed (pending: run `segment-archive plan`)" in lines
@@ -33,11 +37,8 @@ def test_status_counts_the_units_of_an_image_a_killed_run_left_unfinished(tmp_pa
 def test_status_counts_instance_pass_records_apart_from_the_model_units(tmp_path):
     out, manifest = a_job_manifest(tmp_path)
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "partial", "failed": 1})
-    manifest.commit_units(
-        "a.tif",
-        [UnitRecord("0/0/0", "done", 1, "fp"), UnitRecord("0/0/1", "failed", 3, "fp")]
-        + [UnitRecord(INSTANCES_PREFIX + "0/0/0", "done", 1, "fp")],
-    )
+    commit(manifest, "a.tif", [1, 3])
+    commit(manifest, "a.tif", [1, 0], INSTANCE_PASS)
     lines = job_status(job_on(out)).splitlines()
     assert "  images: 1 partial" in lines
     assert "  units: 1 done, 1 failed (pending: run `segment-archive plan`)" in lines
@@ -48,16 +49,16 @@ def test_status_of_an_output_never_written(tmp_path):
     assert job_status(job_on(str(tmp_path / "none.zarr"))) == f"j: never run (no manifest at {tmp_path}/none.zarr)"
 
 
-def test_status_reads_no_unit_records_of_complete_images(tmp_path, monkeypatch):
+def test_status_reads_no_unit_states_of_complete_images(tmp_path, monkeypatch):
     # One file per image and run: on an object store, each is a request.
     out, manifest = a_job_manifest(tmp_path)
-    manifest.commit_units("a.tif", [UnitRecord(f"0/0/{c}", "done", 1, "fp") for c in range(4)])
+    commit(manifest, "a.tif", [1, 1, 1, 1])
     manifest.set_image_record("a.tif", {"key": "a.tif", "state": "complete", "units": 4})
-    manifest.commit_units("b.tif", [UnitRecord("0/0/0", "done", 1, "fp")])
+    commit(manifest, "b.tif", [1, 0])
     read = []
-    read_folder = Manifest.folder_unit_records
+    read_folder = Manifest.folder_unit_states
     monkeypatch.setattr(
-        Manifest, "folder_unit_records", lambda self, name: read.append(name) or read_folder(self, name)
+        Manifest, "folder_unit_states", lambda self, name, *a: read.append(name) or read_folder(self, name, *a)
     )
     assert "  units: 5 done, 0 failed (pending: run `segment-archive plan`)" in job_status(job_on(out)).splitlines()
     assert read == ["b.tif"]

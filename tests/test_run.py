@@ -8,8 +8,8 @@ import tifffile
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
-from pipeline.run import submit
 from pipeline.spec import JobSpec, SkipEmpty
 from tests.jobs import expected_outputs, make_archive, make_job, stored
 
@@ -213,10 +213,30 @@ def test_the_predictor_is_called_on_the_thread_that_built_its_model(tmp_path):
     """One thread for the model: torch's OpenMP keeps one team of threads (see run.on_predictors)."""
     import ray.data
 
-    from pipeline.run import on_predictors, stage_context
+    from pipeline.driver import stage_context
+    from pipeline.run import on_predictors
 
     job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),))))
     ds = on_predictors(
-        ray.data.from_items(list(range(6)), override_num_blocks=3), ThreadProbe, stage_context(job, None), job, 2
+        ray.data.from_items(list(range(6)), override_num_blocks=3),
+        ThreadProbe,
+        stage_context(job, None),
+        job.resources,
+        2,
     )
     assert [row["on_building_thread"] for row in ds.take_all()] == [True] * 6
+
+
+def test_a_stream_makes_its_units_in_read_tasks_from_a_few_ranges():
+    """The driver hands Ray ranges, not units: a read task expands its piece into blocks of rows lazily."""
+    from pipeline.plan import UnitGrid
+    from pipeline.rows import ImageRows
+    from pipeline.run import split_segments, unit_blocks, units_per_read
+
+    rows = ImageRows(UnitGrid("a", 2, (70, 90), (32, 32)), "fp", "zyx", 1.0, 0.0, (("z", 2),))
+    segments = [(rows, 0, 5), (rows, 7, 18)]  # units 5 and 6 are done
+    pieces = split_segments(segments, 4)
+    assert [[(a, b) for _, a, b in piece] for piece in pieces] == [[(0, 4)], [(4, 5), (7, 10)], [(10, 14)], [(14, 18)]]
+    blocks = list(unit_blocks(pieces[1], rows_per_block=2))
+    assert [list(b["index"].to_pylist()) for b in blocks] == [[4, 7], [8, 9]]
+    assert units_per_read(3_200_000, 2) == 4096 and units_per_read(12, 2) == 2  # 781 tasks; small jobs spread

@@ -58,3 +58,51 @@ def test_labels_are_the_argmax_class_ties_going_to_the_lower():
         np.testing.assert_array_equal(labels, probabilities.argmax(axis=0))
         assert (labels[:4] == 0).all()
     assert most_probable_class(np.array([[[0.4, 0.6]], [[0.6, 0.4]]], np.float32)).tolist() == [[1, 0]]
+
+
+def a_row() -> dict:
+    from pipeline.rows import fresh_columns
+
+    return {"key": "a.tif", "plane": 0, "row": 1, "col": 2, **fresh_columns()}
+
+
+def failing(times: int, exc: Exception):
+    calls = []
+
+    def work():
+        calls.append(1)
+        if len(calls) <= times:
+            raise exc
+
+    return work, calls
+
+
+def test_a_transient_failure_is_tried_again_in_place_until_it_passes(monkeypatch):
+    from pipeline import stages
+
+    monkeypatch.setattr(stages, "retry_pause", lambda attempt: 0)
+    row = a_row()
+    work, calls = failing(2, OSError("flaky read"))
+    stages.attempted(row, work, retries=2)
+    assert (len(calls), row["error"], row["attempts"]) == (3, "", 3)
+
+
+def test_a_transient_failure_past_the_retries_is_recorded_with_its_kind(monkeypatch):
+    from pipeline import stages
+
+    monkeypatch.setattr(stages, "retry_pause", lambda attempt: 0)
+    row = a_row()
+    work, calls = failing(5, OSError("still down"))
+    stages.attempted(row, work, retries=1)
+    assert len(calls) == 2 and row["failure"] == "transient" and row["attempts"] == 2
+    assert row["error"] == "a.tif plane 0 block (1, 2): unexpected OSError: still down"
+
+
+def test_bad_input_is_not_tried_again():
+    from pipeline.errors import InputError
+    from pipeline.stages import attempted
+
+    row = a_row()
+    work, calls = failing(1, InputError("a.tif: truncated strip"))
+    attempted(row, work, retries=5)
+    assert len(calls) == 1 and row["failure"] == "input" and row["error"].endswith("a.tif: truncated strip")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, StorageError
 from pipeline.io.blockcache import CACHE, MAX_BYTES, block_edge, bytes_to_keep, overlapping, source_chunks
 from pipeline.plan import plane_coords
 from pipeline.tiling import mirrored, reflect_indices, source_span
@@ -96,9 +96,14 @@ class LazyImage:
         key = tuple(coords.get(a, rows if a == "y" else cols if a == "x" else slice(None)) for a in self.axes)
         try:
             block = np.asarray(self.array[key])
-        except InputError:
+        except (InputError, StorageError):
             raise
-        except Exception as exc:  # any reader failure becomes an error naming the file and block
+        except OSError as exc:  # a flaky disk or network: worth another try
+            raise StorageError(
+                f"{self.source}: cannot read plane {plane} rows {rows.start}:{rows.stop} "
+                f"cols {cols.start}:{cols.stop}: {type(exc).__name__}: {exc}"
+            ) from None
+        except Exception as exc:  # any other reader failure: the data is bad; name the file and block
             raise InputError(
                 f"{self.source}: cannot read plane {plane} rows {rows.start}:{rows.stop} "
                 f"cols {cols.start}:{cols.stop}: {type(exc).__name__}: {exc}"
@@ -130,7 +135,7 @@ class LazyImage:
         if keep <= MAX_BYTES:
             try:
                 return self.assemble_blocks(plane, rows, cols, block_shape, keep)
-            except InputError:
+            except (InputError, StorageError):
                 pass
         return self.read(plane, rows, cols)
 

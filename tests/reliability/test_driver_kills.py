@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from pipeline.manifest import Manifest
-from tests.jobs import committed_units, make_archive, make_job, store_bytes
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
+from tests.jobs import committed_units, make_archive, make_job, rewritten_after, store_bytes, unit_chunk
 from tests.reliability.conftest import differing_bytes, run_submit, submit_process
 
 pytestmark = pytest.mark.reliability
@@ -17,9 +17,11 @@ def manifest_is_readable(out) -> None:
     manifest = Manifest(str(out))
     manifest.job()
     for record in manifest.image_records():
-        manifest.unit_records(record["key"])
+        manifest.unit_states(record["key"])
     for key in ("img0", "img1", "img2", "img3"):
-        manifest.unit_records(key)
+        for pass_name in (NET_PASS, INSTANCE_PASS):
+            manifest.unit_states(key, pass_name)
+            manifest.failures(key, pass_name)
 
 
 def kill_at(job, seconds: float | None = None, after_units: int = 0) -> int:
@@ -44,6 +46,7 @@ def kill_and_resume(tmp_path, kills: int, seed: int, figures) -> None:
     job = make_job(tmp_path, archive)
     rng = random.Random(seed)
     killed = 0
+    snapshots = []  # (time, units committed by then): none of their chunks may be written after it
     for i in range(kills):
         # One in three at a random instant of the first seconds (Ray start-up, planning,
         # the lock, the first commits); the others right after a random number of
@@ -55,12 +58,13 @@ def kill_and_resume(tmp_path, kills: int, seed: int, figures) -> None:
         killed += code == -9
         assert code in (-9, 0), f"run {i} ended with {code}"
         manifest_is_readable(tmp_path / "out.zarr")
+        snapshots.append((time.time(), committed_units(tmp_path / "out.zarr")))
     code, output = run_submit(job)
     assert code == 0, output
-    units = committed_units(tmp_path / "out.zarr")
-    recomputed = len(units) - len(set(units))
+    out, shapes = tmp_path / "out.zarr", {f"img{i}": size for i, size in enumerate(SIZES)}
+    recomputed = rewritten_after(snapshots, lambda key, index: unit_chunk(out, "labels", key, index, shapes[key]))
     planned = 2 * sum(-(-h // 32) * -(-w // 32) for h, w in SIZES)  # two planes per image
-    lost = planned - len(set(units))
+    lost = planned - len(committed_units(out))
     differing = differing_bytes(store_bytes(tmp_path / "out.zarr"), store_bytes(reference / "out.zarr"))
     figures["driver_kills"] += killed
     figures["units_recomputed_after_commit"] += recomputed
@@ -90,15 +94,20 @@ def test_kills_during_the_instance_pass_resume_it_exactly(tmp_path, figures):
     code, output = run_submit(make_job(reference, archive, kind="instances", instances=instances))
     assert code == 0, output
     job = make_job(tmp_path, archive, kind="instances", instances=instances)
+    out, shapes = tmp_path / "out.zarr", {f"img{i}": size for i, size in enumerate(sizes)}
+    net, relabel = [], []  # (time, units committed by then) of each pass
     for after_units in (semantic_units + 3, 6):  # the first run dies after the net's pass, the second at once
         assert kill_at(job, after_units=after_units) == -9
-        manifest_is_readable(tmp_path / "out.zarr")
+        manifest_is_readable(out)
+        net.append((time.time(), committed_units(out)))
+        relabel.append((time.time(), committed_units(out, INSTANCE_PASS)))
+    assert relabel[0][1], "the first run died before relabelling anything"
     code, output = run_submit(job)
     assert code == 0, output
-    units = committed_units(tmp_path / "out.zarr")
-    relabelled = [u for u in units if u[1].startswith("instances:")]
-    assert len(set(relabelled)) == semantic_units  # every block relabelled ...
-    recomputed = len(units) - len(set(units))  # ... and nothing twice
+    assert len(committed_units(out, INSTANCE_PASS)) == semantic_units  # every block relabelled ...
+    recomputed = rewritten_after(  # ... and nothing twice
+        net, lambda key, index: unit_chunk(out, "probabilities", key, index, shapes[key])
+    ) + rewritten_after(relabel, lambda key, index: unit_chunk(out, "labels", key, index, shapes[key]))
     differing = differing_bytes(store_bytes(tmp_path / "out.zarr"), store_bytes(reference / "out.zarr"))
     figures["driver_kills"] += 2
     figures["units_recomputed_after_commit"] += recomputed

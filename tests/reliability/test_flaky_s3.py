@@ -132,7 +132,8 @@ def test_submit_on_s3_survives_503_and_500_answers(flaky_s3, tmp_path, figures):
     import fsspec
     import ray
 
-    from pipeline.run import init_ray, submit
+    from pipeline.driver import submit
+    from pipeline.run import init_ray
     from pipeline.spec import JobSpec
 
     fs = fsspec.filesystem("s3")

@@ -100,7 +100,8 @@ def test_disk_full_fails_units_clearly_and_a_rerun_after_freeing_space_completes
     assert "No space left on device" in output and "img0 plane 0 block" in output
     manifest = Manifest(str(tmp_path / "out.zarr"))
     assert {r["state"] for r in manifest.image_records()} == {"partial"}
-    assert all(r.state == "failed" for r in manifest.unit_records("img0").values())
+    assert set(manifest.unit_states("img0").tolist()) == {3}  # every unit failed (UnitState.FAILED)
+    assert {r.kind for r in manifest.failures("img0").values()} == {"transient"}
     (folder / "disk-full").unlink()  # space freed
     code, output = run_submit(job, env)
     assert code == 0, output
