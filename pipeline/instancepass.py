@@ -68,7 +68,7 @@ def summarise_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
         ids = block_ids(probability, where, block_number(row), rule_of(ctx))
         row["summary"] = block_summary(ids, where, probability).to_bytes()
 
-    attempted(row, summarise, ctx.retries)
+    attempted([row], summarise, ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 
@@ -82,7 +82,7 @@ def _plane_objects(output_url: str, key: str, plane: int, run_id: str) -> PlaneO
 
 def relabel_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Pass 3: the block's final labels, written into the instance store."""
-    attempted(row, lambda: relabel_into_store(row, ctx), ctx.retries)
+    attempted([row], lambda: relabel_into_store(row, ctx), ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 

@@ -28,9 +28,9 @@ from pipeline.stages import PredictStage, ReadPredictWriteStage, StageContext, r
 
 # Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
 ROWS_PER_CPU_TASK = 16
-# Read tasks of a stream: enough to keep every reader busy, few enough that the driver's list of
-# them stays small whatever the archive (each covers up to MAX_UNITS_PER_READ units, made lazily).
-READ_TASKS = 256
+# Units a read task makes (lazily, a block at a time).  Few read tasks: each is a Ray task whose
+# start costs the model CPU on a small machine (128 tasks of 2 units each took 0.93 -> 0.78 of the
+# bare model on 2 cores), and the driver's list of them stays short whatever the archive.
 MAX_UNITS_PER_READ = 4096
 # Ray starts its workers at niceness 15, below the driver and Ray's own processes.  The model
 # is what every other worker waits for: its actor gets the driver's priority (as Ray's job
@@ -74,8 +74,8 @@ def split_segments(segments: list[Segment], size: int) -> list[list[Segment]]:
 
 
 def units_per_read(total: int, rows_per_block: int) -> int:
-    """Units a read task makes: a whole number of blocks, spread over about READ_TASKS tasks."""
-    per_task = min(MAX_UNITS_PER_READ, max(rows_per_block, -(-total // READ_TASKS)))
+    """Units a read task makes: a whole number of blocks, at most MAX_UNITS_PER_READ (about)."""
+    per_task = max(1, min(MAX_UNITS_PER_READ, total))
     return -(-per_task // rows_per_block) * rows_per_block
 
 
@@ -120,7 +120,10 @@ def unit_stream(segments: list[Segment], ctx: StageContext, r: ResourcesSpec, ba
     """Finished rows of one stream of units through read -> predict -> write."""
     # A few units per block: each task or actor call costs Ray a fixed overhead that, on a small
     # machine, the model pays for (one unit per block: 0.70 of the bare model; two: 0.81).
-    ds: Any = ray.data.read_datasource(PendingUnits(segments, r.units_per_task))
+    # Ray Data coalesces a read task's small blocks; asking for one block per `units_per_task`
+    # units splits them again, so the actors get (and commits see) a few units at a time.
+    source = PendingUnits(segments, r.units_per_task)
+    ds: Any = ray.data.read_datasource(source, override_num_blocks=-(-source.total // r.units_per_task))
     if r.io_in_actor():  # a call per block: Ray Data's cost per call is paid per block, not per unit
         yield from on_predictors(ds, ReadPredictWriteStage, ctx, r, r.units_per_task).iter_rows()
         return

@@ -88,19 +88,20 @@ def retry_pause(attempt: int) -> float:
     return min(2.0, 0.05 * 2**attempt)
 
 
-def attempted(row: dict[str, Any], work: Callable[[], None], retries: int) -> None:
-    """Do one stage's work on a unit; a transient failure is tried again up to `retries` times.
-
-    A final failure is recorded in the row (`error`, `failure`), never raised.
+def attempted(rows: list[dict[str, Any]], work: Callable[[], None], retries: int) -> None:
+    """Do one stage's work on units (one, or a batch the work serves together); a transient failure
+    is tried again up to `retries` times.  A final failure is recorded in each row, never raised.
     """
     for attempt in range(1, retries + 2):
         try:
             work()
-            row["attempts"] = max(int(row["attempts"]), attempt)
+            for row in rows:
+                row["attempts"] = max(int(row["attempts"]), attempt)
             return
         except Exception as exc:
             if failure_kind(exc) is not FailureKind.TRANSIENT or attempt > retries:
-                record_failure(row, exc, attempt)
+                for row in rows:
+                    record_failure(row, exc, attempt)
                 return
             time.sleep(retry_pause(attempt))
 
@@ -126,7 +127,7 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     row["window"] = empty_window(ctx)
     if not row["error"]:
         inject("read_exit")
-        attempted(row, lambda: read_into(row, ctx), ctx.retries)
+        attempted([row], lambda: read_into(row, ctx), ctx.retries)
     return row
 
 
@@ -220,18 +221,13 @@ class PredictStage:
         for r in todo:
             grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)
             jobs.append((grid, r["window"]))
-        for attempt in range(1, self.ctx.retries + 2):
-            try:
-                outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
-                for r, probabilities in zip(todo, outputs, strict=True):
-                    r["block"] = to_output(probabilities, self.ctx)
-                break
-            except Exception as exc:  # the whole batch failed (e.g. out of memory): again, or each unit says so
-                if failure_kind(exc) is not FailureKind.TRANSIENT or attempt > self.ctx.retries:
-                    for r in todo:
-                        record_failure(r, exc, attempt)
-                    break
-                time.sleep(retry_pause(attempt))
+
+        def predict() -> None:  # the batch succeeds or fails whole (e.g. out of memory): each unit says so
+            outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
+            for r, probabilities in zip(todo, outputs, strict=True):
+                r["block"] = to_output(probabilities, self.ctx)
+
+        attempted(todo, predict, self.ctx.retries)
         for r in rows:
             r["window"] = empty_window(self.ctx)
             if r["error"] or "block" not in r:
@@ -276,7 +272,7 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """
     if not row["error"]:
         inject("write_exit")
-        attempted(row, lambda: write_from(row, ctx), ctx.retries)
+        attempted([row], lambda: write_from(row, ctx), ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 

@@ -239,4 +239,4 @@ def test_a_stream_makes_its_units_in_read_tasks_from_a_few_ranges():
     assert [[(a, b) for _, a, b in piece] for piece in pieces] == [[(0, 4)], [(4, 5), (7, 10)], [(10, 14)], [(14, 18)]]
     blocks = list(unit_blocks(pieces[1], rows_per_block=2))
     assert [list(b["index"].to_pylist()) for b in blocks] == [[4, 7], [8, 9]]
-    assert units_per_read(3_200_000, 2) == 4096 and units_per_read(12, 2) == 2  # 781 tasks; small jobs spread
+    assert units_per_read(3_200_000, 2) == 4096 and units_per_read(13, 2) == 14  # 782 read tasks; one

@@ -83,7 +83,7 @@ def test_a_transient_failure_is_tried_again_in_place_until_it_passes(monkeypatch
     monkeypatch.setattr(stages, "retry_pause", lambda attempt: 0)
     row = a_row()
     work, calls = failing(2, OSError("flaky read"))
-    stages.attempted(row, work, retries=2)
+    stages.attempted([row], work, retries=2)
     assert (len(calls), row["error"], row["attempts"]) == (3, "", 3)
 
 
@@ -93,7 +93,7 @@ def test_a_transient_failure_past_the_retries_is_recorded_with_its_kind(monkeypa
     monkeypatch.setattr(stages, "retry_pause", lambda attempt: 0)
     row = a_row()
     work, calls = failing(5, OSError("still down"))
-    stages.attempted(row, work, retries=1)
+    stages.attempted([row], work, retries=1)
     assert len(calls) == 2 and row["failure"] == "transient" and row["attempts"] == 2
     assert row["error"] == "a.tif plane 0 block (1, 2): unexpected OSError: still down"
 
@@ -104,5 +104,16 @@ def test_bad_input_is_not_tried_again():
 
     row = a_row()
     work, calls = failing(1, InputError("a.tif: truncated strip"))
-    attempted(row, work, retries=5)
+    attempted([row], work, retries=5)
     assert len(calls) == 1 and row["failure"] == "input" and row["error"].endswith("a.tif: truncated strip")
+
+
+def test_a_batch_that_fails_whole_records_the_failure_on_each_of_its_units():
+    from pipeline.errors import InputError
+    from pipeline.stages import attempted
+
+    rows = [a_row(), {**a_row(), "col": 3}]
+    work, calls = failing(1, InputError("model input of the wrong shape"))
+    attempted(rows, work, retries=2)
+    assert len(calls) == 1 and [r["failure"] for r in rows] == ["input", "input"]
+    assert rows[1]["error"].startswith("a.tif plane 0 block (1, 3): ")
