@@ -289,13 +289,14 @@ def execute_instances(
     retries, cpus = spec.resources.retries, spec.resources.cpus_per_reader
 
     def summaries() -> Iterator[dict[str, Any]]:
-        return run.cpu_stream(list(work.summary_rows()), summarise_unit, ctx, cpus)
+        rows = list(work.summary_rows())  # the blocks not yet summarised, this attempt
+        if rows:
+            run.init_ray(spec.resources.address)
+        return run.cpu_stream(rows, summarise_unit, ctx, cpus)
 
-    if any(True for _ in work.summary_rows()):
-        run.init_ray(spec.resources.address)
     for outcome, row in streamed_rows(summaries, retries, work.summary_rows):
         if outcome.failure:
-            quarantine(committer, report, outcome)
+            committed_instance(committer, report, outcome)
         else:
             work.add_summary(row)
     ready = []
@@ -313,15 +314,14 @@ def execute_instances(
         return (row for plan in ready if remaining[plan.key] for row in work.relabel_rows(plan))
 
     def relabels() -> Iterator[dict[str, Any]]:
-        return run.cpu_stream(list(relabel_rows()), relabel_unit, ctx, cpus)
+        rows = list(relabel_rows())
+        if rows:
+            run.init_ray(spec.resources.address)
+        return run.cpu_stream(rows, relabel_unit, ctx, cpus)
 
-    if any(remaining.values()):
-        run.init_ray(spec.resources.address)
     for outcome, _ in streamed_rows(relabels, retries, relabel_rows):
-        if outcome.failure:
-            quarantine(committer, report, outcome)
-        elif not committer.add(INSTANCE_PASS, outcome):
-            continue
+        if not committed_instance(committer, report, outcome):
+            continue  # delivered twice: counted already
         remaining[outcome.key] -= 1
         if remaining[outcome.key] == 0:
             committer.flush()
@@ -357,11 +357,13 @@ def finish_instances(
     finish_image(plan, spec, manifest, store, report)  # complete, or partial
 
 
-def quarantine(committer: Committer, report: RunReport, outcome: Outcome) -> None:
-    """An instance-pass unit failed: recorded in the pass's states, its image left partial."""
-    committer.add(INSTANCE_PASS, outcome)
+def committed_instance(committer: Committer, report: RunReport, outcome: Outcome) -> bool:
+    """Commit an instance-pass unit; a failed one leaves its image partial.  False if it was counted already."""
+    if not committer.add(INSTANCE_PASS, outcome):
+        return False
     if outcome.failure:
         report.units_quarantined[f"{outcome.key}:instances:{outcome.unit.id}"] = outcome.failure.error
+    return True
 
 
 def failed_units(report: RunReport, key: str) -> list[str]:

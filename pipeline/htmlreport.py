@@ -23,7 +23,7 @@ import fsspec
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest, image_dir_name
+from pipeline.manifest import PASS_PREFIXES, Manifest, image_dir_name
 from pipeline.outcome import UnitState
 from pipeline.preview import Preview, render_preview
 from pipeline.spec import JobSpec
@@ -82,7 +82,8 @@ def collect(output: str) -> ReportData:
 def failed_units(manifest: Manifest, key: str) -> dict[str, str]:
     """`image:unit` -> why, for the units of an image whose committed state is failed (both passes)."""
     failed = {}
-    for pass_name, prefix in ((NET_PASS, ""), (INSTANCE_PASS, "instances:")):
+    for pass_name, label in PASS_PREFIXES.items():
+        prefix = f"{label}:" if label else ""
         states = manifest.unit_states(key, pass_name)
         if states is None or not (states == UnitState.FAILED).any():
             continue

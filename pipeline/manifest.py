@@ -41,6 +41,8 @@ from pipeline.errors import JobLockedError, OutputError
 MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
 NET_PASS, INSTANCE_PASS = "net", "instances"
+# How reports name each pass's units: the net's plainly, the instance pass's with a prefix.
+PASS_PREFIXES = {NET_PASS: "", INSTANCE_PASS: "instances"}
 
 
 def image_dir_name(key: str) -> str:

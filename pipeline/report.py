@@ -10,7 +10,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest, image_dir_name
+from pipeline.manifest import NET_PASS, PASS_PREFIXES, Manifest, image_dir_name
 from pipeline.outcome import UnitState
 from pipeline.spec import JobSpec
 
@@ -101,7 +101,8 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
         images[record.get("state", "?")] += 1
         if record.get("state") == "complete":
             units["done"] += int(record.get("units", 0))
-    for pass_name, prefix in ((NET_PASS, ""), (INSTANCE_PASS, "instances ")):
+    for pass_name, label in PASS_PREFIXES.items():
+        prefix = f"{label} " if label else ""
         for folder in manifest.state_folders(pass_name):
             if state_of.get(folder) == "complete":
                 continue  # counted from its image record, its states unread
