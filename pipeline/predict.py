@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +44,18 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     return "fp32"
 
 
+class TilePredictor(Protocol):
+    """What tiled prediction needs of a model: its number of classes and a forward over a batch of tiles.
+
+    `Predictor` is the real one; benchmarks bring others (a simulated GPU, a model that does no arithmetic).
+    """
+
+    @property
+    def classes(self) -> int: ...
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class Predictor:
     """A model placed on a device, mapping input batches to activated outputs."""
@@ -60,6 +72,10 @@ class Predictor:
         if dev.type == "cpu":
             keep_freed_memory()  # activations are reused every forward: no page faults for them
         return cls(model=model, device=dev, precision=resolve_precision(precision, dev))
+
+    @property
+    def classes(self) -> int:
+        return self.model.config.classes
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -115,7 +131,9 @@ def grid_window(grid: TileGrid) -> tuple[slice, slice]:
 T = TypeVar("T")
 
 
-def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]], batch_size: int) -> list[np.ndarray]:
+def predict_windows(
+    predictor: TilePredictor, jobs: list[tuple[TileGrid, np.ndarray]], batch_size: int
+) -> list[np.ndarray]:
     """Stitch the tiles of several (grid, window) pairs; tiles of all windows share batches.
 
     Each window holds the mirror-extended image over `grid_window(grid)`; each
@@ -129,7 +147,7 @@ def predict_windows(predictor: Predictor, jobs: list[tuple[TileGrid, np.ndarray]
         expected = (rows.stop - rows.start, cols.stop - cols.start)
         if window.shape[1:] != expected:
             raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
-        outs.append(np.empty((predictor.model.config.classes, grid.height, grid.width), dtype=np.float32))
+        outs.append(np.empty((predictor.classes, grid.height, grid.width), dtype=np.float32))
     # Tiles of one batch must share a shape; windows of edge blocks have smaller tiles.
     by_shape = sorted(range(len(jobs)), key=lambda i: jobs[i][0].tile_shape)
     tiles = ((i, tile) for i in by_shape for tile in jobs[i][0])
@@ -160,7 +178,7 @@ def _shape_batches(items: Iterable[T], size: int, shape_of: Callable[[T], object
         yield batch
 
 
-def predict_tiles(predictor: Predictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_tiles(predictor: TilePredictor, grid: TileGrid, window: np.ndarray, batch_size: int) -> np.ndarray:
     """Stitch the outputs of every tile of `grid` into (classes, H, W) float32."""
     return predict_windows(predictor, [(grid, window)], batch_size)[0]
 

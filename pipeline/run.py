@@ -22,9 +22,17 @@ from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from pipeline.cpumemory import malloc_env
+from pipeline.errors import ConfigError
 from pipeline.rows import ImageRows
 from pipeline.spec import ResourcesSpec
-from pipeline.stages import PredictStage, ReadPredictWriteStage, StageContext, read_unit, write_unit
+from pipeline.stages import (
+    PredictorFactory,
+    PredictStage,
+    ReadPredictWriteStage,
+    StageContext,
+    read_unit,
+    write_unit,
+)
 
 # Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
 ROWS_PER_CPU_TASK = 16
@@ -55,6 +63,22 @@ def init_ray(address: str | None) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own bar and report say it all
+
+
+def check_resources(r: ResourcesSpec) -> None:
+    """ConfigError, naming the field, if the Ray cluster could never hold the actors asked for (they would wait forever)."""
+    have = ray.cluster_resources()
+    cpus, gpus = float(have.get("CPU", 0)), float(have.get("GPU", 0))
+    if r.gpus_per_actor > gpus:
+        raise ConfigError(f"resources.gpus_per_actor {r.gpus_per_actor:g}: the Ray cluster has {gpus:g} GPU(s)")
+    if r.actors * r.gpus_per_actor > gpus:
+        raise ConfigError(
+            f"resources.actors {r.actors} x gpus_per_actor {r.gpus_per_actor:g}: the Ray cluster has {gpus:g} GPU(s)"
+        )
+    if r.actors * r.cpus_per_actor > cpus:
+        raise ConfigError(
+            f"resources.actors {r.actors} x cpus_per_actor {r.cpus_per_actor:g}: the Ray cluster has {cpus:g} CPU(s)"
+        )
 
 
 def split_segments(segments: list[Segment], size: int) -> list[list[Segment]]:
@@ -116,8 +140,14 @@ class PendingUnits(Datasource):
         return tasks
 
 
-def unit_stream(segments: list[Segment], ctx: StageContext, r: ResourcesSpec, batch_size: int) -> Iterator[Any]:
-    """Finished rows of one stream of units through read -> predict -> write."""
+def unit_stream(
+    segments: list[Segment],
+    ctx: StageContext,
+    r: ResourcesSpec,
+    batch_size: int,
+    make_predictor: PredictorFactory | None = None,
+) -> Iterator[Any]:
+    """Finished rows of one stream of units through read -> predict -> write (by the job's model, by default)."""
     # A few units per block: each task or actor call costs Ray a fixed overhead that, on a small
     # machine, the model pays for (one unit per block: 0.70 of the bare model; two: 0.81).
     # Ray Data coalesces a read task's small blocks; asking for one block per `units_per_task`
@@ -125,25 +155,32 @@ def unit_stream(segments: list[Segment], ctx: StageContext, r: ResourcesSpec, ba
     source = PendingUnits(segments, r.units_per_task)
     ds: Any = ray.data.read_datasource(source, override_num_blocks=-(-source.total // r.units_per_task))
     if r.io_in_actor():  # a call per block: Ray Data's cost per call is paid per block, not per unit
-        yield from on_predictors(ds, ReadPredictWriteStage, ctx, r, r.units_per_task).iter_rows()
+        yield from on_predictors(ds, ReadPredictWriteStage, ctx, r, r.units_per_task, make_predictor).iter_rows()
         return
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests
     # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
     reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.cpus_per_actor else r.cpus_per_reader * 0.999
     ds = ds.map(read_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
-    ds = on_predictors(ds, PredictStage, ctx, r, batch_size)
+    ds = on_predictors(ds, PredictStage, ctx, r, batch_size, make_predictor)
     # write_unit returns only the small columns: a select_columns stage here would be a
     # task of its own asking for a whole CPU, and stalled the stream until the end.
     ds = ds.map(write_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
     yield from ds.iter_rows()
 
 
-def on_predictors(ds: Any, stage: type[PredictStage], ctx: StageContext, r: ResourcesSpec, rows_per_call: int) -> Any:
+def on_predictors(
+    ds: Any,
+    stage: type[PredictStage],
+    ctx: StageContext,
+    r: ResourcesSpec,
+    rows_per_call: int,
+    make_predictor: PredictorFactory | None,
+) -> Any:
     """`ds` mapped by `stage` on the pool of predictor actors (one model each), `rows_per_call` rows a call."""
     return ds.map_batches(
         stage,
-        fn_constructor_kwargs={"ctx": ctx},
+        fn_constructor_kwargs={"ctx": ctx, "make_predictor": make_predictor},
         batch_size=rows_per_call,
         batch_format="numpy",
         # Calls run on the actor's own thread, the one that built the model, not on a thread

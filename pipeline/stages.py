@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from pipeline.outcome import FailureKind, failure_kind, failure_message
 from pipeline.plan import WorkUnit, unit_grid
 from pipeline.rows import OUTCOME_COLUMNS
 from pipeline.spec import InstancesSpec, SkipEmpty
+
+if TYPE_CHECKING:
+    from pipeline.predict import TilePredictor
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class StageContext:
     instances: InstancesSpec | None = None  # output.kind instances
     # Worker caches of opened images are per run: a rerun must see the archive as it is now.
     run_id: str = ""
+
+
+# Makes the predictor of an actor from the job's settings; top-level (picklable), since Ray ships it to the actor.
+PredictorFactory = Callable[[StageContext], "TilePredictor"]
 
 
 def empty_window(ctx: StageContext) -> np.ndarray:
@@ -188,19 +195,24 @@ def to_output(probabilities: np.ndarray, ctx: StageContext) -> np.ndarray:
     return most_probable_class(probabilities)
 
 
+def job_predictor(ctx: StageContext) -> TilePredictor:
+    """The job's model on the job's device (the predictor actors' default)."""
+    import torch
+
+    from pipeline.predict import Predictor
+    from pipeline.runtime import load_model
+
+    torch.set_num_threads(ctx.threads)
+    return Predictor.create(load_model(ctx.checkpoint, ctx.config, ctx.seed), ctx.device, ctx.precision)  # type: ignore[arg-type]
+
+
 class PredictStage:
     """One model on one device; predicts the blocks of a batch of units, tiles batched across units."""
 
-    def __init__(self, ctx: StageContext) -> None:
-        import torch
-
-        from pipeline.predict import Predictor
-        from pipeline.runtime import load_model
-
-        torch.set_num_threads(ctx.threads)
+    def __init__(self, ctx: StageContext, make_predictor: PredictorFactory | None = None) -> None:
         self.ctx = ctx
-        self.predictor = Predictor.create(load_model(ctx.checkpoint, ctx.config, ctx.seed), ctx.device, ctx.precision)  # type: ignore[arg-type]
-        self.classes = self.predictor.model.config.classes
+        self.predictor = (make_predictor or job_predictor)(ctx)
+        self.classes = self.predictor.classes
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         rows = batch_rows(batch)
