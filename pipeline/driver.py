@@ -26,13 +26,14 @@ from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, FailureRecord, Manifest
 from pipeline.model.checkpoint import model_fingerprint
 from pipeline.outcome import FailureKind, UnitState
+from pipeline.outputplace import check_output_place
 from pipeline.plan import check_chunks, check_tile
 from pipeline.planner import ImagePlan, PlanSummary, plan_job, provenance
 from pipeline.report import RunReport, record_timeline
 from pipeline.rows import ImageRows, Outcome
 from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
-from pipeline.stages import StageContext, describe_failure
+from pipeline.stages import PredictorFactory, StageContext, describe_failure
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
@@ -146,11 +147,12 @@ class Committer:
         self.dirty.clear()
         if KILL_AFTER_UNITS and self.committed >= KILL_AFTER_UNITS:
             os.kill(os.getpid(), signal.SIGKILL)
-        self.manifest.heartbeat()
+        self.manifest.check_lock()  # never commit for a run that lost its lock
         self.last = time.monotonic()
 
 
 def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:
+    check_output_place(spec.input.path, spec.output.path)
     model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
     check_chunks(spec.output.chunks, model.geometry)
     check_tile(spec.inference.tile, model.geometry)  # before Ray starts: a bad tile would fail every unit
@@ -169,12 +171,20 @@ def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str
 
 
 def submit(
-    spec: JobSpec, overwrite: bool = False, dry_run: bool = False, progress: ProgressHook | None = None
+    spec: JobSpec,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: ProgressHook | None = None,
+    make_predictor: PredictorFactory | None = None,
 ) -> RunReport:
-    """Run (or resume, or top up) the job; returns the run report (also written to the manifest)."""
+    """Run (or resume, or top up) the job; returns the run report (also written to the manifest).
+
+    `make_predictor` replaces the job's model in the predictor actors (benchmarks: a simulated GPU).
+    """
     started = time.perf_counter()
     model, model_fp, job_fp, manifest, store = prepare(spec, overwrite, create=not dry_run)
     archive = open_archive(spec.input.path, spec.input.axes, spec.input.stack)
+    archive.image_keys()  # a listing that cannot be used (no images, inputs sharing a name) stops us before any write
     prov = provenance(spec, job_fp, model_fp, "", "")
     if dry_run or store is None:
         summary = plan_job(archive, spec, model, manifest, None, prov)
@@ -199,7 +209,7 @@ def submit(
         report = RunReport(
             spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=dict(summary.quarantined)
         )
-        execute(spec, model, summary, manifest, store, report, progress)
+        execute(spec, model, summary, manifest, store, report, progress, make_predictor)
         report.seconds = time.perf_counter() - started
         manifest.write_run_report(report.as_dict())
     return report
@@ -213,6 +223,7 @@ def execute(
     store: MaskStore,
     report: RunReport,
     progress: ProgressHook | None,
+    make_predictor: PredictorFactory | None = None,
 ) -> None:
     """The net's pass: one stream of every pending unit of the job; each image finished as its last unit commits."""
     from pipeline import run
@@ -225,12 +236,15 @@ def execute(
     instances = spec.output.kind == "instances"
     if total:
         run.init_ray(spec.resources.address)
+        run.check_resources(spec.resources)
         report.timeline.append((0.0, 0.0))
     t0 = time.perf_counter()
 
     def stream() -> Iterator[dict[str, Any]]:
         segments = pending_segments([plans[k] for k in plans if remaining[k]])
-        return run.unit_stream(segments, ctx, spec.resources, spec.inference.batch_size) if segments else iter(())
+        if not segments:
+            return iter(())
+        return run.unit_stream(segments, ctx, spec.resources, spec.inference.batch_size, make_predictor)
 
     def leftovers() -> Iterator[dict[str, Any]]:
         return (rows.row(i) for rows, a, b in pending_segments(list(plans.values())) for i in range(a, b))

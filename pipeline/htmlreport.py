@@ -23,7 +23,8 @@ import fsspec
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import PASS_PREFIXES, Manifest, image_dir_name
+from pipeline.manifest import PASS_PREFIXES, Manifest
+from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.preview import Preview, render_preview
 from pipeline.spec import JobSpec
@@ -74,7 +75,7 @@ def collect(output: str) -> ReportData:
         if record.get("state") == "partial":
             failures.update(failed_units(manifest, record["key"]))
     # A stopped run's unfinished images have unit states but no image record yet.
-    in_progress = len(set(manifest.state_folders()) - {image_dir_name(r["key"]) for r in images})
+    in_progress = len(set(manifest.state_folders()) - {image_name(r["key"]) for r in images})
     runs = list(manifest.run_reports())
     return ReportData(output, spec, job.get("job_fingerprint", ""), runs, images, failures, in_progress)
 

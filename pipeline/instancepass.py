@@ -29,8 +29,8 @@ import numpy as np
 from pipeline.errors import ConfigError, OutputError
 from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for
 from pipeline.instances import BlockGrid
-from pipeline.io.maskstore import label_name
 from pipeline.manifest import INSTANCE_PASS, Manifest
+from pipeline.names import image_name
 from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units
@@ -184,7 +184,7 @@ class InstancePass:
 def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:
     """Write `<output>/objects/<image>.csv`; returns its path."""
     fs, root = fsspec.core.url_to_fs(output_url.rstrip("/"))
-    path = f"{root}/objects/{label_name(key)}.csv"
+    path = f"{root}/objects/{image_name(key)}.csv"
     try:
         fs.makedirs(f"{root}/objects", exist_ok=True)
         fs.pipe_file(path, objects_csv(planes).encode())

@@ -15,8 +15,7 @@ object stores alike, and never appends in place:
   so a rerun skips it without reading its states.
 * `instances/<image>/<plane>.npz`: output.kind instances, a plane's merge
   table and objects, written once every block of the plane is summarised.
-* `lock.json`: one submit at a time; a lock whose heartbeat is older than
-  `stale_after` seconds (or whose process is gone, on this host) is stale.
+* `lock.json`: one submit at a time (pipeline.joblock).
 
 Memory: the planner reads the states of one image at a time, a byte a unit.
 """
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -36,17 +34,15 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from pipeline.errors import JobLockedError, OutputError
+from pipeline.errors import OutputError
+from pipeline.joblock import JobLock
+from pipeline.names import image_name
 
 MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
 NET_PASS, INSTANCE_PASS = "net", "instances"
 # How reports name each pass's units: the net's plainly, the instance pass's with a prefix.
 PASS_PREFIXES = {NET_PASS: "", INSTANCE_PASS: "instances"}
-
-
-def image_dir_name(key: str) -> str:
-    return key.replace("/", "__")
 
 
 @dataclass(frozen=True)
@@ -73,6 +69,7 @@ class Manifest:
         self._seq = 0
         self._described: set[tuple[str, str]] = set()  # (pass, image) whose meta.json this run wrote
         self.local = "file" in self.fs.protocol
+        self._lock: JobLock | None = None
 
     # -- small JSON documents -------------------------------------------------------------
 
@@ -127,11 +124,11 @@ class Manifest:
     # -- images -------------------------------------------------------------------------
 
     def image_record(self, key: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.read_json(self._path("images", image_dir_name(key) + ".json"))
+        result: dict[str, Any] | None = self.read_json(self._path("images", image_name(key) + ".json"))
         return result
 
     def set_image_record(self, key: str, record: dict[str, Any]) -> None:
-        self.write_text(self._path("images", image_dir_name(key) + ".json"), json.dumps(record, sort_keys=True))
+        self.write_text(self._path("images", image_name(key) + ".json"), json.dumps(record, sort_keys=True))
 
     def image_records(self) -> Iterator[dict[str, Any]]:
         folder = self._path("images")
@@ -146,16 +143,16 @@ class Manifest:
     # -- unit states -----------------------------------------------------------------------
 
     def _states_dir(self, pass_name: str, key: str) -> str:
-        return self._path("states", pass_name, image_dir_name(key))
+        return self._path("states", pass_name, image_name(key))
 
     def unit_states(self, key: str, pass_name: str = NET_PASS, input_fp: str | None = None) -> np.ndarray | None:
         """The image's committed unit states (uint8, one per unit), or None if none are (or for another input)."""
-        return self.folder_unit_states(image_dir_name(key), pass_name, input_fp)
+        return self.folder_unit_states(image_name(key), pass_name, input_fp)
 
     def folder_unit_states(
         self, dir_name: str, pass_name: str = NET_PASS, input_fp: str | None = None
     ) -> np.ndarray | None:
-        """`unit_states` of the image whose `image_dir_name` is `dir_name`."""
+        """`unit_states` of the image whose `image_name` is `dir_name`."""
         folder = self._path("states", pass_name, dir_name)
         meta = self.read_json(folder + "/meta.json")
         if not isinstance(meta, dict) or (input_fp is not None and meta.get("input") != input_fp):
@@ -170,7 +167,7 @@ class Manifest:
         return states
 
     def state_folders(self, pass_name: str = NET_PASS) -> list[str]:
-        """`image_dir_name` of every image with committed states in a pass, without reading them.
+        """`image_name` of every image with committed states in a pass, without reading them.
 
         An image a killed run left unfinished has states here but no image record.
         """
@@ -194,12 +191,12 @@ class Manifest:
         if not records:
             return
         self._seq += 1
-        path = self._path("failures", pass_name, image_dir_name(key), f"{self.run_id}-{self._seq:08d}.jsonl")
+        path = self._path("failures", pass_name, image_name(key), f"{self.run_id}-{self._seq:08d}.jsonl")
         self.write_text(path, "".join(r.to_json() + "\n" for r in records))
 
     def failures(self, key: str, pass_name: str = NET_PASS) -> dict[str, FailureRecord]:
         """The latest failure record per unit of one image (files in name order: run id, then sequence)."""
-        folder = self._path("failures", pass_name, image_dir_name(key))
+        folder = self._path("failures", pass_name, image_name(key))
         latest: dict[str, FailureRecord] = {}
         if not self.fs.exists(folder):
             return latest
@@ -222,7 +219,7 @@ class Manifest:
 
     def forget_image(self, key: str) -> None:
         """Drop an image's records (its input changed: every unit is pending again)."""
-        name = image_dir_name(key)
+        name = image_name(key)
         paths = [self._path("images", name + ".json"), self._path("instances", name)]
         for pass_name in (NET_PASS, INSTANCE_PASS):
             self._described.discard((pass_name, key))
@@ -234,7 +231,7 @@ class Manifest:
     # -- instances ------------------------------------------------------------------------
 
     def _plane_path(self, key: str, plane: int) -> str:
-        return self._path("instances", image_dir_name(key), f"{plane}.npz")
+        return self._path("instances", image_name(key), f"{plane}.npz")
 
     def save_plane_objects(self, key: str, plane: int, data: bytes) -> None:
         self.write_bytes(self._plane_path(key, plane), data)
@@ -277,54 +274,12 @@ class Manifest:
 
     @contextmanager
     def lock(self, stale_after: float = 600.0) -> Iterator[None]:
-        """Hold the job lock for the body; refuse if another live run holds it."""
-        path = self._path("lock.json")
-        self.fs.makedirs(self.root, exist_ok=True)
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "run": self.run_id, "heartbeat": time.time()}
-        if not self._try_create(path, mine):
-            other = self.read_json(path) or {}
-            if not self._is_stale(other, stale_after):
-                raise JobLockedError(
-                    f"{path}: job is locked by run {other.get('run')} (pid {other.get('pid')} on "
-                    f"{other.get('host')}, last heartbeat {time.time() - other.get('heartbeat', 0):.0f} s ago); "
-                    "wait for it to finish, or remove the lock file if that run is dead"
-                )
-            self.write_text(path, json.dumps(mine))
-        try:
+        """Hold the job lock for the body (pipeline.joblock); JobLockedError if a live run holds it."""
+        self._lock = JobLock(self.fs, self._path("lock.json"), self.run_id, self.local)
+        with self._lock.held(stale_after):
             yield
-        finally:
-            current = self.read_json(path) or {}
-            if current.get("run") == self.run_id:
-                self.fs.rm(path)
 
-    def heartbeat(self) -> None:
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "run": self.run_id, "heartbeat": time.time()}
-        self.write_text(self._path("lock.json"), json.dumps(mine))
-
-    def _try_create(self, path: str, record: dict[str, Any]) -> bool:
-        if self.local:
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-            return True
-        # Object stores: check, then write (best effort; see docs/operations.md).
-        if self.fs.exists(path):
-            return False
-        self.write_text(path, json.dumps(record))
-        return True
-
-    @staticmethod
-    def _is_stale(other: dict[str, Any], stale_after: float) -> bool:
-        if time.time() - float(other.get("heartbeat", 0)) > stale_after:
-            return True
-        if other.get("host") == socket.gethostname():
-            try:
-                os.kill(int(other.get("pid", 0)), 0)
-            except (ProcessLookupError, ValueError):
-                return True
-            except PermissionError:
-                return False
-        return False
+    def check_lock(self) -> None:
+        """Raise JobLockedError if another run has taken this run's lock (checked before every commit)."""
+        if self._lock is not None:
+            self._lock.check()

@@ -10,7 +10,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from pipeline.manifest import NET_PASS, PASS_PREFIXES, Manifest, image_dir_name
+from pipeline.manifest import NET_PASS, PASS_PREFIXES, Manifest
+from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.spec import JobSpec
 
@@ -97,7 +98,7 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
     units: Counter[str] = Counter(done=0, failed=0)
     state_of: dict[str, str] = {}
     for record in manifest.image_records():
-        state_of[image_dir_name(record["key"])] = record.get("state", "?")
+        state_of[image_name(record["key"])] = record.get("state", "?")
         images[record.get("state", "?")] += 1
         if record.get("state") == "complete":
             units["done"] += int(record.get("units", 0))

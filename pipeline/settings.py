@@ -16,9 +16,10 @@ from pipeline.yamlfile import FieldPath, YamlDocument, parse_yaml, read_yaml
 
 
 class Settings(BaseModel):
-    """Frozen, strict about unknown keys; validated once, then trusted."""
+    """Frozen, strict about unknown keys and non-finite numbers; validated once, then trusted."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    # NaN compares false with every bound (`threshold: .nan` would pass `gt=0` and give empty masks).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
 
     @classmethod
     def from_yaml_document(cls, doc: YamlDocument, root: FieldPath = ()) -> Self:

@@ -39,7 +39,7 @@ class InputSpec(Settings):
 class ModelSpec(Settings):
     checkpoint: str | None = Field(None, description="a .safetensors or .pt checkpoint")
     config: str | None = Field(None, description="a model config YAML: random weights, for testing")
-    seed: int = Field(0, description="seed for random weights (model.config only)")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed for random weights (model.config only)")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -181,7 +181,17 @@ class JobSpec(Settings):
 
     def resolved(self, base: Path, doc: YamlDocument | None = None) -> JobSpec:
         def local(p: str | None) -> str | None:
-            return p if p is None or "://" in p else str((base / p).expanduser().resolve())
+            return p if p is None or "://" in p else str((base / Path(p).expanduser()).resolve())
+
+        for field_path, value in (
+            (("input", "path"), self.input.path),
+            (("output", "path"), self.output.path),
+            (("model", "checkpoint"), self.model.checkpoint),
+            (("model", "config"), self.model.config),
+        ):
+            if value is not None and "\x00" in value:
+                where = doc.where(field_path) if doc else "job"
+                raise ConfigError(f"{where}: {'.'.join(field_path)}: a path cannot hold a NUL character")
 
         spec = self.model_copy(
             update={

@@ -86,6 +86,8 @@ def parse_yaml(text: str, source: str = "<string>") -> YamlDocument:
         data = {} if node is None else _to_python(node, (), lines, loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a job or model file") from None
     finally:
         loader.dispose()
     return YamlDocument(data=data, source=source, lines=lines)

@@ -38,6 +38,9 @@ RULES = {
     "fragments": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "objects": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "instancepass": {"torch", "ray"},
+    "names": {"torch", "ray", "zarr", "tifffile", "fsspec", "numpy"},
+    "joblock": {"torch", "ray", "zarr", "numpy"},
+    "outputplace": {"torch", "ray", "zarr"},
 }
 RAY_ALLOWED = {"run", "train/distributed"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +27,7 @@ from pipeline.io.formats import (
     open_zarr_node,
 )
 from pipeline.io.image import LazyImage
+from pipeline.names import colliding, image_name
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9._\-/ ]+$")
@@ -78,10 +80,29 @@ class Archive:
 
     @cached_property
     def entries(self) -> dict[str, Entry]:
-        entries = {e.key: e for e in self._scan()}
-        if not entries:
+        found: dict[str, list[Entry]] = defaultdict(list)
+        for entry in self._scan():
+            found[entry.key].append(entry)
+        if not found:
             raise InputError(f"{self.url}: no images found (expected Zarr stores, TIFF files or 2-D slices)")
-        return entries
+        self._refuse_shared_names(found)
+        return {key: entries[0] for key, entries in found.items()}
+
+    def _refuse_shared_names(self, found: dict[str, list[Entry]]) -> None:
+        """Inputs that would share a key or an output folder are refused by name: one would overwrite another."""
+        groups = [entries for entries in found.values() if len(entries) > 1]
+        groups += [[e for key in keys for e in found[key]] for keys in colliding(found)]
+        if not groups:
+            return
+        clashes = "; ".join(
+            " and ".join(self._where(e) for e in group)
+            + f" (as {' / '.join(sorted({image_name(e.key) for e in group}))})"
+            for group in groups
+        )
+        raise InputError(
+            f"{self.url}: inputs that would share one output name: {clashes}; names must differ by more than their "
+            "suffix, their case or '/' against '__': rename them, or point input.path at one of each"
+        )
 
     def image_keys(self) -> list[str]:
         return sorted(self.entries, key=natural_key)
@@ -106,6 +127,11 @@ class Archive:
                 yield from self._entries_for(paths, self.root)
         else:
             yield from self._entries_for([self.root], self.root.rsplit("/", 1)[0])
+
+    def _where(self, entry: Entry) -> str:
+        """The entry's path below the archive's root, for messages."""
+        path = entry.paths[0] if len(entry.paths) == 1 else entry.paths[0].rsplit("/", 1)[0] + "/*"
+        return printable(path[len(self.root) :].lstrip("/") if path.startswith(self.root + "/") else path)
 
     @staticmethod
     def _name(path: str) -> str:

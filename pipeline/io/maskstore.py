@@ -24,6 +24,7 @@ import zarr
 from pipeline.errors import OutputError
 from pipeline.io.archive import natural_key
 from pipeline.io.image import LazyImage
+from pipeline.names import image_name
 from pipeline.plan import plane_coords
 
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
@@ -36,10 +37,6 @@ OPEN_FOR_WRITING = 8
 def semantic_kind(kind: str) -> str:
     """What the net's pass writes: instances are found later, from the stored object probability."""
     return "probabilities" if kind == "instances" else kind
-
-
-def label_name(key: str) -> str:
-    return key.replace("/", "__")
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class MaskStore:
         self._writing.pop(key, None)
         root = self.root()
         group = root.require_group(self.group_name)
-        name = label_name(key)
+        name = image_name(key)
         image = group.create_group(name, overwrite=True)
         image.create_array(
             "0",
@@ -145,14 +142,14 @@ class MaskStore:
     def level0(self, key: str, mode: str = "r+") -> zarr.Array:
         try:
             return zarr.open_array(
-                self._store(), path=f"{self.group_name}/{label_name(key)}/0", mode=mode, zarr_format=2
+                self._store(), path=f"{self.group_name}/{image_name(key)}/0", mode=mode, zarr_format=2
             )
         except Exception as exc:
             raise OutputError(f"{self.url}: output of {key!r} is missing or unreadable: {exc}") from None
 
     def image_attrs(self, key: str) -> dict[str, Any] | None:
         try:
-            group = zarr.open_group(self._store(), path=f"{self.group_name}/{label_name(key)}", mode="r", zarr_format=2)
+            group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r", zarr_format=2)
         except Exception:
             return None
         return dict(group.attrs)
@@ -195,7 +192,7 @@ class MaskStore:
 
     def build_pyramid(self, key: str, levels: int) -> int:
         """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities); returns the levels built."""
-        group = zarr.open_group(self._store(), path=f"{self.group_name}/{label_name(key)}", mode="r+", zarr_format=2)
+        group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r+", zarr_format=2)
         source: Any = group["0"]
         attrs: dict[str, Any] = dict(group.attrs)
         axes = [a["name"] for a in attrs["multiscales"][0]["axes"]]

@@ -1,0 +1,61 @@
+"""Where a job's output may go: never on, in or around its input, and never over a folder that is not a store of ours.
+
+A submit rewrites whole groups of its store, so an output over the input, or over
+a user's folder, would delete what is there.  Checked on the driver before
+anything is written; the error names the field and both paths.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+import fsspec
+
+from pipeline.errors import ConfigError
+from pipeline.manifest import MANIFEST_DIR
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def _location(url: str) -> tuple[str, PurePosixPath]:
+    """(protocol, path) of a URL or local path, the path without a glob's wildcard part."""
+    fs, path = fsspec.core.url_to_fs(url)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    fixed = _WILDCARD.split(path, maxsplit=1)[0]
+    if fixed != path:  # a glob: the folder its matches lie in
+        fixed = fixed.rsplit("/", 1)[0] or "/"
+    return ("file" if protocol in ("file", "local") else protocol), PurePosixPath(fixed.rstrip("/") or "/")
+
+
+def check_output_place(input_url: str, output_url: str) -> None:
+    """ConfigError if the output is the input, lies inside it or holds it, or is a non-empty folder not ours."""
+    (in_protocol, source), (out_protocol, target) = _location(input_url), _location(output_url)
+    if in_protocol == out_protocol:
+        if target == source:
+            raise ConfigError(f"output.path {output_url} is the input itself (input.path {input_url})")
+        if source in target.parents:
+            raise ConfigError(
+                f"output.path {output_url} lies inside input.path {input_url}: choose a folder outside it"
+            )
+        if target in source.parents:
+            raise ConfigError(
+                f"input.path {input_url} lies inside output.path {output_url}: choose an output beside it"
+            )
+    check_ours(output_url)
+
+
+def check_ours(output_url: str) -> None:
+    """ConfigError if the output is a folder with contents but no manifest: someone else's files."""
+    fs, path = fsspec.core.url_to_fs(output_url)
+    if not fs.isdir(path):
+        if fs.exists(path):
+            raise ConfigError(f"output.path {output_url} is a file, not a folder for the mask store")
+        return
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    if names and MANIFEST_DIR not in names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ConfigError(
+            f"output.path {output_url} is a folder that is not a segment-archive store (it holds {shown}); "
+            "a submit would overwrite what is there: choose an empty or new folder"
+        )

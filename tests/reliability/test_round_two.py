@@ -1,0 +1,202 @@
+"""Reliability round 2: inputs that would share a name, the job lock, and the output's place.
+
+Each test failed on the code before this round: three inputs silently lost to a
+fourth's key, a live run's lock taken on its heartbeat's age, an empty lock file
+corrupt forever, a lock overwritten by a run that had lost it, and a user's
+folder (or the input itself) overwritten by a submit.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from click.testing import CliRunner
+
+from pipeline import joblock
+from pipeline.cli import main
+from pipeline.errors import ConfigError, ExitCode, JobLockedError
+from pipeline.manifest import Manifest
+from pipeline.outputplace import check_output_place
+from pipeline.spec import JobSpec
+from tests.jobs import make_archive, make_job
+
+pytestmark = pytest.mark.reliability
+
+
+def submit(job) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["submit", str(job), "--quiet"])
+    return result.exit_code, result.output
+
+
+# -- 1. distinct inputs never share a name ------------------------------------------------
+
+
+def test_inputs_that_would_share_a_key_are_refused_by_name_before_anything_runs(tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    pixels = np.zeros((40, 40), np.uint8)
+    for name in ("scan.tif", "scan.ome.tif", "A.TIF", "a.tif"):
+        tifffile.imwrite(archive / name, pixels)
+    zarr.create_array(archive / "scan.zarr", data=pixels)
+    code, output = submit(make_job(tmp_path, archive))
+    assert code == ExitCode.INVALID, output
+    for name in ("scan.tif", "scan.ome.tif", "scan.zarr", "A.TIF", "a.tif"):
+        assert name in output
+    assert not (tmp_path / "out.zarr").exists()
+
+
+# -- 2, 3. the lock is never taken from a live run -----------------------------------------
+
+
+def lock_file(output):
+    path = output / ".manifest" / "lock.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_live_process_on_this_host_keeps_its_lock_however_old_its_heartbeat(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"host": socket.gethostname(), "pid": sleeper.pid, "run": "live", "heartbeat": time.time() - 7200}
+        lock_file(tmp_path).write_text(json.dumps(record))
+        with pytest.raises(JobLockedError, match="locked by run live"), Manifest(str(tmp_path)).lock():
+            pass
+        assert json.loads(lock_file(tmp_path).read_text())["run"] == "live"
+    finally:
+        sleeper.kill()
+
+
+@pytest.mark.parametrize("content", [b"", b"{\"host\": ", b"\xff\xfe", b"[1, 2]"])
+def test_an_empty_or_unreadable_lock_holds_nothing(tmp_path, content):
+    lock_file(tmp_path).write_bytes(content)
+    manifest = Manifest(str(tmp_path))
+    with manifest.lock():
+        assert json.loads(lock_file(tmp_path).read_text())["run"] == manifest.run_id
+    assert not lock_file(tmp_path).exists()
+
+
+def test_the_lock_heartbeats_for_the_whole_run_not_only_at_commits(tmp_path, monkeypatch):
+    monkeypatch.setattr(joblock, "HEARTBEAT_S", 0.05)
+    with Manifest(str(tmp_path)).lock():
+        first = json.loads(lock_file(tmp_path).read_text())["heartbeat"]
+        time.sleep(0.3)  # a long plan: no unit commits
+        assert json.loads(lock_file(tmp_path).read_text())["heartbeat"] > first
+
+
+def test_a_run_that_lost_its_lock_stops_committing_and_leaves_the_winners_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(joblock, "HEARTBEAT_S", 0.05)
+    manifest = Manifest(str(tmp_path))
+    winner = {"host": "elsewhere", "pid": 1, "run": "winner", "heartbeat": time.time()}
+    with manifest.lock():
+        lock_file(tmp_path).write_text(json.dumps(winner))  # taken over while we were stalled
+        time.sleep(0.3)
+        with pytest.raises(JobLockedError, match="lost the job lock to run winner"):
+            manifest.check_lock()
+        assert json.loads(lock_file(tmp_path).read_text())["run"] == "winner"  # our heartbeat did not overwrite it
+    assert json.loads(lock_file(tmp_path).read_text())["run"] == "winner"  # nor our exit remove it
+
+
+def test_of_two_submits_taking_over_one_dead_lock_only_one_gets_it(tmp_path):
+    dead = {"host": "elsewhere", "pid": 1, "run": "dead", "heartbeat": time.time() - 7200}
+    lock_file(tmp_path).write_text(json.dumps(dead))
+    first, second = Manifest(str(tmp_path)), Manifest(str(tmp_path))
+    with first.lock():
+        # The second judged the same dead lock stale before the first replaced it.
+        taker = joblock.JobLock(second.fs, second._path("lock.json"), second.run_id, local=True)
+        with pytest.raises(JobLockedError, match="took the job lock first"):
+            taker._take_over(dead)
+        assert json.loads(lock_file(tmp_path).read_text())["run"] == first.run_id
+
+
+# -- 4. the output's place ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("archive", "is the input itself"),
+        ("archive/masks.zarr", "lies inside input.path"),
+        (".", "lies inside output.path"),
+    ],
+)
+def test_an_output_on_in_or_around_the_input_is_refused(tmp_path, output, message):
+    archive = make_archive(tmp_path / "archive")
+    with pytest.raises(ConfigError, match=message):
+        check_output_place(str(archive), str((tmp_path / output).resolve()))
+
+
+def test_a_users_folder_is_never_overwritten(tmp_path):
+    archive = make_archive(tmp_path / "archive")
+    job = make_job(tmp_path, archive)
+    (tmp_path / "out.zarr" / "labels" / "t").mkdir(parents=True)
+    (tmp_path / "out.zarr" / "labels" / "t" / "notes.txt").write_text("mine")
+    (tmp_path / "out.zarr" / "report.html").write_text("mine too")
+    code, output = submit(job)
+    assert code == ExitCode.INVALID, output
+    assert "not a segment-archive store" in output
+    assert (tmp_path / "out.zarr" / "labels" / "t" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "out.zarr" / "report.html").read_text() == "mine too"
+
+
+def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_archive(tmp_path / "archive")
+    job = make_job(tmp_path, tmp_path / "archive")
+    job.write_text(job.read_text().replace(f"path: {tmp_path}/archive", "path: ~/archive"))
+    assert JobSpec.load(job).input.path == str(tmp_path / "archive")
+
+
+# -- every error a message ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("batch_size: 2}", "batch_size: 2, threshold: .nan}", "inference.threshold"),
+        ("batch_size: 2}", "batch_size: 2, threshold: .inf}", "inference.threshold"),
+        ("seed: 3}", "seed: 99999999999999999999999}", "model.seed"),
+        ("seed: 3}", "seed: -1}", "model.seed"),
+    ],
+)
+def test_a_non_finite_or_out_of_range_number_is_a_config_error_naming_the_field(tmp_path, old, new, message):
+    job = make_job(tmp_path, make_archive(tmp_path / "archive"))
+    job.write_text(job.read_text().replace(old, new))
+    with pytest.raises(ConfigError, match=message):
+        JobSpec.load(job)
+
+
+def test_a_nul_byte_in_a_path_is_a_config_error_naming_the_field(tmp_path):
+    job = make_job(tmp_path, make_archive(tmp_path / "archive"))
+    job.write_text(job.read_text().replace("input: {path: ", 'input: {path: "\\0'))
+    job.write_text(job.read_text().replace("archive}", 'archive"}', 1))
+    with pytest.raises(ConfigError, match="input.path: a path cannot hold a NUL"):
+        JobSpec.load(job)
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml: nested too deeply"):
+        JobSpec.load(path)
+
+
+@pytest.mark.usefixtures("local_ray")
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("actors: 1,", "actors: 10000,", "resources.actors 10000 x cpus_per_actor 1: the Ray cluster has"),
+        ("cpus_per_actor: 1,", "cpus_per_actor: 1, gpus_per_actor: 1,", "resources.gpus_per_actor 1: the Ray"),
+    ],
+)
+def test_resources_the_cluster_can_never_give_are_refused_naming_the_field(tmp_path, old, new, message):
+    job = make_job(tmp_path, make_archive(tmp_path / "archive"))
+    job.write_text(job.read_text().replace(old, new))
+    code, output = submit(job)
+    assert code == ExitCode.INVALID, output
+    assert message in output
