@@ -193,6 +193,8 @@ def plan_job(
             summary.skipped.append(key)
         elif plan.pending or store is not None:
             summary.images.append(plan)
+    if store is not None:
+        store.list_labels([plan.key for plan in summary.images])
     return summary
 
 

@@ -30,6 +30,7 @@ def test_labels_layout_pyramid_and_provenance_open_in_ome_zarr(tmp_path):
     layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
     assert layout.axes == "zyx" and layout.chunks == (1, 32, 32)
     store.create_image("img", layout, {"y": 0.5, "x": 0.5}, {"job": "t", "model_fingerprint": "abc"})
+    store.list_labels(["img"])
     block = (np.arange(32 * 32).reshape(32, 32) % 3).astype(np.uint8)
     store.write_block("img", {"z": 1}, layout.axes, slice(32, 64), slice(0, 32), block)
     assert store.build_pyramid("img", 2) == 2
@@ -137,3 +138,16 @@ def test_read_plane_numbers_planes_as_the_input_does_and_reads_no_other_plane(tm
     np.testing.assert_array_equal(store.read_plane("img", 4), np.full((2, 8, 8), 5, np.float32))
     with pytest.raises(RuntimeError, match="blosc"):
         store.read_plane("img", 0)
+
+
+def test_the_labels_list_is_written_once_for_many_images(tmp_path):
+    """Planning stays linear in images: the NGFF labels list is one write for all of a plan's images."""
+    store = MaskStore(str(tmp_path / "out.zarr"), "labels")
+    for key in ("b", "a/1", "a/10", "a/2"):
+        store.create_image(key, OutputLayout("yx", (8, 8), (8, 8), "uint8"), {}, {})
+    group = zarr.open_group(str(tmp_path / "out.zarr/labels"), mode="r")
+    assert "labels" not in group.attrs  # not rewritten per image
+    store.list_labels(["b", "a/1", "a/10", "a/2"])
+    store.list_labels(["c"])  # a later plan adds to the list
+    group = zarr.open_group(str(tmp_path / "out.zarr/labels"), mode="r")
+    assert group.attrs["labels"] == ["a__1", "a__2", "a__10", "b", "c"]

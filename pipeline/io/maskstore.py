@@ -110,9 +110,18 @@ class MaskStore:
             overwrite=True,
         )
         image.attrs.update(self._image_attrs(key, layout, scale, levels=1, provenance=provenance))
-        if self.kind != "probabilities":
-            listed: list[str] = list(group.attrs.get("labels", []))  # type: ignore[arg-type]
-            names = sorted(set(listed) | {name}, key=natural_key)
+
+    def list_labels(self, keys: list[str]) -> None:
+        """Add the images to the labels group's list (NGFF), in one write for all of them.
+
+        Once per plan, not per image: a list rewritten per image made planning quadratic in images.
+        """
+        if self.kind == "probabilities" or not keys:
+            return
+        group = self.root().require_group(self.group_name)
+        listed: list[str] = list(group.attrs.get("labels", []))  # type: ignore[arg-type]
+        names = sorted(set(listed) | {image_name(k) for k in keys}, key=natural_key)
+        if names != listed:
             group.attrs["labels"] = names
 
     def _image_attrs(
