@@ -1,13 +1,17 @@
 """Checkpoints: config travels with the weights; loading never executes code."""
 
+import json
 import pickle
+import time
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from pipeline.errors import CheckpointError
 from pipeline.model import load_checkpoint, model_fingerprint, save_checkpoint
+from pipeline.model.checkpoint import FORMAT
 from pipeline.model.unet import UNet
 from pipeline.predict import predict_image
 from tests.conftest import model_config, random_model
@@ -87,3 +91,13 @@ def test_fingerprint_changes_with_any_weight():
     with torch.no_grad():
         model.head.bias[0] += 1e-3
     assert model_fingerprint(model) != before
+
+
+def test_a_tiny_file_whose_config_claims_a_huge_net_is_refused_before_the_net_is_built(tmp_path):
+    path = tmp_path / "bomb.safetensors"
+    config = {"in_channels": 1, "classes": 2, "depth": 7, "base": 1024}  # about 10^11 parameters
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": FORMAT, "config": json.dumps(config)})
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="weights do not match the stored config"):
+        load_checkpoint(path)
+    assert time.perf_counter() - start < 5

@@ -89,11 +89,13 @@ def model_from_payload(payload: dict[str, Any], source: str) -> UNet:
         config = UNetConfig.model_validate(payload["config"])
     except (ValidationError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{source}: the config stored in the checkpoint is not valid: {exc}") from None
-    model = UNet(config)
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{source}: checkpoint has no state_dict")
-    expected = model.state_dict()
+    # The config's shapes first, on the meta device (no memory): a tiny file whose config claims a
+    # huge net is refused at once, not after allocating it.
+    with torch.device("meta"):
+        expected = UNet(config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
@@ -110,6 +112,7 @@ def model_from_payload(payload: dict[str, Any], source: str) -> UNet:
             if part
         )
         raise CheckpointError(f"{source}: weights do not match the stored config ({details})")
+    model = UNet(config)
     model.load_state_dict(state)
     return model.eval()
 
