@@ -21,6 +21,28 @@ def test_percentiles_come_from_a_bounded_sample_and_map_to_zero_and_one():
     assert lo * scale + offset == pytest.approx(0) and hi * scale + offset == pytest.approx(1)
 
 
+class CountingArray:
+    """An image's array that remembers the regions read from it."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = []
+
+    def __getitem__(self, key):
+        block = self.data[key]
+        self.reads.append(block.size)
+        return block
+
+
+def test_percentiles_read_bounded_windows_of_huge_planes():
+    data = np.broadcast_to(np.arange(6000, dtype=np.uint16), (4, 6000, 6000))  # 36 Mpx planes, no memory
+    array = CountingArray(data)
+    lo, hi = sample_percentiles(LazyImage("k", array, "zyx", "big.zarr"), 1, 99)
+    assert max(array.reads) <= 256 * 256  # never a whole plane
+    assert sum(array.reads) <= 1.1 * (1 << 20)
+    assert abs(lo - 60) < 200 and abs(hi - 5940) < 200  # windows spread over the whole plane
+
+
 def test_scale_and_none_modes():
     data = np.full((1, 4, 4), 255, np.uint8)
     assert affine_for(_image(data), NormalizeSettings()) == (1 / 255, 0.0)

@@ -72,7 +72,7 @@ def test_a_live_process_on_this_host_keeps_its_lock_however_old_its_heartbeat(tm
         sleeper.kill()
 
 
-@pytest.mark.parametrize("content", [b"", b"{\"host\": ", b"\xff\xfe", b"[1, 2]"])
+@pytest.mark.parametrize("content", [b"", b'{"host": ', b"\xff\xfe", b"[1, 2]"])
 def test_an_empty_or_unreadable_lock_holds_nothing(tmp_path, content):
     lock_file(tmp_path).write_bytes(content)
     manifest = Manifest(str(tmp_path))
