@@ -178,6 +178,12 @@ def open_tiff(fs: fsspec.AbstractFileSystem, path: str, source: str, axes: str |
             tif = tifffile.TiffFile(handle, name=path.rsplit("/", 1)[-1])
             if not tif.series:
                 raise InputError(f"{source}: TIFF without image data")
+            if len(tif.series) > 1:
+                shapes = ", ".join(f"{s.axes} {tuple(s.shape)}" for s in tif.series[:4])
+                raise InputError(
+                    f"{source}: TIFF holds {len(tif.series)} series ({shapes}{', ...' if len(tif.series) > 4 else ''}); "
+                    "only one is read per file, and none is chosen silently: save each series as a file of its own"
+                )
             series = tif.series[0]
             check_tiff(tif, int(stamp[0]), source)
             array: Any = zarr.open(series.aszarr(), mode="r")

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from pipeline import joblock
 from pipeline.cli import main
-from pipeline.errors import ConfigError, ExitCode, JobLockedError
+from pipeline.errors import ConfigError, ExitCode, InputError, JobLockedError
+from pipeline.io import open_archive
 from pipeline.manifest import Manifest
 from pipeline.outputplace import check_output_place
 from pipeline.spec import JobSpec
@@ -200,3 +201,13 @@ def test_resources_the_cluster_can_never_give_are_refused_naming_the_field(tmp_p
     code, output = submit(job)
     assert code == ExitCode.INVALID, output
     assert message in output
+
+
+def test_a_tiff_of_several_series_is_refused_by_name_not_read_as_its_first(tmp_path):
+    tifffile.imwrite(tmp_path / "multi.tif", np.zeros((32, 32), np.uint8))
+    tifffile.imwrite(tmp_path / "multi.tif", np.zeros((16, 48), np.uint8), append=True)
+    tifffile.imwrite(tmp_path / "good.tif", np.zeros((32, 32), np.uint8))
+    archive = open_archive(str(tmp_path))
+    with pytest.raises(InputError, match=r"multi.tif: TIFF holds 2 series \(YX \(32, 32\), YX \(16, 48\)\)"):
+        archive.open("multi")
+    assert archive.open("good").plane_shape == (32, 32)
