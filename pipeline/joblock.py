@@ -27,12 +27,12 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from pipeline.errors import JobLockedError
+from pipeline.names import temporary_beside
 
 HEARTBEAT_S = 30.0
 
@@ -103,7 +103,7 @@ class JobLock:
         if not self.local:
             self.fs.pipe_file(path, data)
             return
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = temporary_beside(path)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -117,7 +117,7 @@ class JobLock:
                 return False
             self._write(self.path, self.record())
             return True
-        tmp = f"{self.path}.{uuid.uuid4().hex}.tmp"
+        tmp = temporary_beside(self.path)
         self._write(tmp, self.record())
         try:
             os.link(tmp, self.path)  # fails if a lock exists: creation and content in one step

@@ -36,7 +36,7 @@ import numpy as np
 
 from pipeline.errors import OutputError
 from pipeline.joblock import JobLock
-from pipeline.names import image_name
+from pipeline.names import image_name, temporary_beside
 
 MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
@@ -84,7 +84,7 @@ class Manifest:
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             if self.local:
-                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                tmp = temporary_beside(path)
                 with open(tmp, "wb") as f:
                     f.write(data)
                     f.flush()

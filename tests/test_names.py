@@ -73,3 +73,11 @@ def test_the_collision_message_names_every_file(tmp_path):
     for name in ("scan.tif", "scan.ome.tif", "scan.zarr", "scan.png", "A.TIF", "a.tif"):
         assert name in str(error.value)
     assert "ok.tif" not in str(error.value)
+
+
+def test_a_name_too_long_for_the_manifest_keeps_its_start_and_ends_in_a_digest():
+    long_a, long_b = "x" * 239 + "a", "x" * 239 + "b"
+    assert len(image_name(long_a).encode()) == 200
+    assert image_name(long_a).startswith("x" * 150)
+    assert image_name(long_a) != image_name(long_b)
+    assert image_name("short/key") == "short__key"  # names that fit are unchanged

@@ -211,3 +211,13 @@ def test_a_tiff_of_several_series_is_refused_by_name_not_read_as_its_first(tmp_p
     with pytest.raises(InputError, match=r"multi.tif: TIFF holds 2 series \(YX \(32, 32\), YX \(16, 48\)\)"):
         archive.open("multi")
     assert archive.open("good").plane_shape == (32, 32)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_file_name_near_the_file_systems_limit_is_segmented_like_any_other(tmp_path):
+    archive = make_archive(tmp_path / "archive")
+    (archive / "img0.tif").rename(archive / ("n" * 236 + ".tif"))  # 240 characters
+    code, output = submit(make_job(tmp_path, archive))
+    assert code == ExitCode.OK, output
+    report = json.loads((tmp_path / "out.zarr" / "run-report.json").read_text())
+    assert len(report["images_completed"]) == 2
