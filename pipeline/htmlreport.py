@@ -19,6 +19,7 @@ from itertools import pairwise
 from typing import Any
 
 import fsspec
+from pydantic import ValidationError
 
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
@@ -68,8 +69,13 @@ def collect(output: str) -> ReportData:
     job = manifest.job()
     if job is None:
         raise OutputError(f"{output}: no job manifest here (.manifest/job.json); is this a segment-archive output?")
-    spec = JobSpec.model_validate(job["spec"])
+    try:
+        spec = JobSpec.model_validate(job["spec"])
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise OutputError(f"{output}/.manifest/job.json: the job it records is missing or not valid: {exc}") from None
     images = list(manifest.image_records())
+    if any("key" not in record for record in images):
+        raise OutputError(f"{output}/.manifest/images: an image record without its key; the manifest is damaged")
     failures: dict[str, str] = {}
     for record in images:
         if record.get("state") == "partial":

@@ -95,20 +95,25 @@ class Manifest:
         except OSError as exc:
             raise OutputError(f"{path}: cannot write the manifest: {exc}") from None
 
-    def read_json(self, path: str) -> Any:
+    def read_json(self, path: str) -> dict[str, Any] | None:
+        """A manifest document (always a JSON object), or None if absent; OutputError naming it if damaged."""
         try:
-            with self.fs.open(path, "r") as f:
-                return json.load(f)
+            with self.fs.open(path, "rb") as f:
+                record = json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OutputError(f"{path}: manifest file is corrupt: {exc}") from None
+        if not isinstance(record, dict):
+            raise OutputError(
+                f"{path}: manifest file is corrupt: expected a JSON object, found {type(record).__name__}"
+            )
+        return record
 
     # -- job ----------------------------------------------------------------------------
 
     def job(self) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.read_json(self._path("job.json"))
-        return result
+        return self.read_json(self._path("job.json"))
 
     def set_job(self, record: dict[str, Any]) -> None:
         self.write_text(self._path("job.json"), json.dumps(record, indent=2, sort_keys=True))
@@ -124,8 +129,7 @@ class Manifest:
     # -- images -------------------------------------------------------------------------
 
     def image_record(self, key: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.read_json(self._path("images", image_name(key) + ".json"))
-        return result
+        return self.read_json(self._path("images", image_name(key) + ".json"))
 
     def set_image_record(self, key: str, record: dict[str, Any]) -> None:
         self.write_text(self._path("images", image_name(key) + ".json"), json.dumps(record, sort_keys=True))
@@ -203,7 +207,7 @@ class Manifest:
         for path in sorted(self.fs.ls(folder, detail=False)):
             if not path.endswith(".jsonl"):
                 continue  # temp files of a killed writer
-            with self.fs.open(path, "r") as f:
+            with self.fs.open(path, "rb") as f:
                 for number, line in enumerate(f, 1):
                     if line.strip():
                         record = self._failure_record(path, number, line)
@@ -211,10 +215,10 @@ class Manifest:
         return latest
 
     @staticmethod
-    def _failure_record(path: str, number: int, line: str) -> FailureRecord:
+    def _failure_record(path: str, number: int, line: bytes) -> FailureRecord:
         try:
-            return FailureRecord(**json.loads(line))
-        except (json.JSONDecodeError, TypeError) as exc:
+            return FailureRecord(**json.loads(line.decode("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
             raise OutputError(f"{path}:{number}: manifest record is corrupt: {exc}") from None
 
     def forget_image(self, key: str) -> None:
@@ -267,8 +271,7 @@ class Manifest:
 
     def last_run_report(self) -> dict[str, Any] | None:
         runs = self.run_report_paths()
-        result: dict[str, Any] | None = self.read_json(runs[-1]) if runs else None
-        return result
+        return self.read_json(runs[-1]) if runs else None
 
     # -- lock ---------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def job_status(spec: JobSpec) -> str:
     images, units = tally(manifest)
     last: dict[str, Any] = manifest.last_run_report() or {}
     lines = [
-        f"{spec.name}: job {job['job_fingerprint'][:12]}",
+        f"{spec.name}: job {str(job.get('job_fingerprint', 'unrecorded'))[:12]}",
         "  images: " + ", ".join(f"{n} {s}" for s, n in sorted(images.items()))
         if images
         else "  images: none recorded",

@@ -221,3 +221,32 @@ def test_a_file_name_near_the_file_systems_limit_is_segmented_like_any_other(tmp
     assert code == ExitCode.OK, output
     report = json.loads((tmp_path / "out.zarr" / "run-report.json").read_text())
     assert len(report["images_completed"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("job.json", b"\xff\xfe\x00binary"),
+        ("job.json", b"[1, 2, 3]"),
+        ("job.json", b'{"name": "test-job"}'),
+        ("failures/net/img0/run-0.jsonl", b'{"unit": "0/0/0", "index": 0, "colour": "red"}\n'),
+        ("failures/net/img0/run-0.jsonl", b"\xff\xfe\n"),
+    ],
+)
+def test_a_damaged_manifest_record_is_a_message_naming_the_file(tmp_path, name, content):
+    job = make_job(tmp_path, make_archive(tmp_path / "archive"))
+    manifest = tmp_path / "out.zarr" / ".manifest"
+    (manifest / "job.json").parent.mkdir(parents=True)
+    spec = JobSpec.load(job).model_dump(mode="json")
+    (manifest / "job.json").write_text(json.dumps({"name": "test-job", "spec": spec}))
+    (manifest / "images").mkdir()
+    (manifest / "images" / "img0.json").write_text('{"key": "img0", "state": "partial", "failed": 1}')
+    (manifest / "states" / "net" / "img0").mkdir(parents=True)
+    (manifest / "states" / "net" / "img0" / "meta.json").write_text('{"input": "x", "units": 1}')
+    (manifest / "states" / "net" / "img0" / "0.u8").write_bytes(bytes([3]))  # one failed unit: its reason is read
+    (manifest / name).parent.mkdir(parents=True, exist_ok=True)
+    (manifest / name).write_bytes(content)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "out.zarr")])
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert name.rsplit("/", 1)[-1] in result.output
+    assert "corrupt" in result.output or "not valid" in result.output
