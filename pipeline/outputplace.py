@@ -8,7 +8,8 @@ anything is written; the error names the field and both paths.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import fsspec
 
@@ -46,8 +47,10 @@ def check_output_place(input_url: str, output_url: str) -> None:
 
 
 def check_ours(output_url: str) -> None:
-    """ConfigError if the output is a folder with contents but no manifest: someone else's files."""
+    """ConfigError if the output is a folder with contents but no manifest (someone else's files), or links out."""
     fs, path = fsspec.core.url_to_fs(output_url)
+    if "file" in fs.protocol:
+        check_no_links(Path(path), output_url)
     if not fs.isdir(path):
         if fs.exists(path):
             raise ConfigError(f"output.path {output_url} is a file, not a folder for the mask store")
@@ -59,3 +62,23 @@ def check_ours(output_url: str) -> None:
             f"output.path {output_url} is a folder that is not a segment-archive store (it holds {shown}); "
             "a submit would overwrite what is there: choose an empty or new folder"
         )
+
+
+def check_no_links(root: Path, output_url: str) -> None:
+    """A store's groups must lie inside it: a linked group would have a submit write (and delete) elsewhere."""
+    if not root.is_dir():
+        return
+    for entry in groups_and_images(root):
+        if entry.is_symlink():
+            raise ConfigError(
+                f"output.path {output_url}: {entry.relative_to(root)} is a symbolic link; a store's folders "
+                "must lie inside it (a submit rewrites them): replace the link with the folder itself"
+            )
+
+
+def groups_and_images(root: Path) -> Iterator[Path]:
+    """The store's top two levels (labels/, labels/<image>, .manifest/...), links not followed."""
+    for child in root.iterdir():
+        yield child
+        if child.is_dir() and not child.is_symlink():
+            yield from child.iterdir()

@@ -250,3 +250,17 @@ def test_a_damaged_manifest_record_is_a_message_naming_the_file(tmp_path, name, 
     assert result.exit_code == ExitCode.INVALID, result.output
     assert name.rsplit("/", 1)[-1] in result.output
     assert "corrupt" in result.output or "not valid" in result.output
+
+
+def test_a_linked_label_group_in_the_output_is_refused_naming_it(tmp_path):
+    archive = make_archive(tmp_path / "archive")
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    (tmp_path / "out.zarr" / ".manifest").mkdir(parents=True)
+    (tmp_path / "out.zarr" / "labels").mkdir()
+    (tmp_path / "out.zarr" / "labels" / "img0").symlink_to(elsewhere)
+    code, output = submit(make_job(tmp_path, archive))
+    assert code == ExitCode.INVALID, output
+    assert "labels/img0 is a symbolic link" in output
+    assert (elsewhere / "keep.txt").read_text() == "mine"
