@@ -12,8 +12,9 @@ Another submit may take the lock only from a dead holder:
 Local disks: the lock appears whole or not at all (written aside, then hard-linked
 into place, which fails if a lock exists), and a dead holder's lock is moved aside
 by rename before a new one is made, so of two submits taking over the same dead
-lock one wins and the other is refused.  Object stores have no create-if-absent
-through fsspec: there the lock is best effort (see docs/operations.md).
+lock one wins and the other is refused.  Object stores: created with fsspec's
+exclusive mode ("xb", a conditional PUT with If-None-Match on S3, GCS and Azure)
+where the store offers it, else check-then-write (see docs/operations.md).
 
 Every heartbeat first checks that the lock is still ours; a run that finds it
 taken (`lost`) stops at its next commit, and a run never removes a lock it does
@@ -112,11 +113,8 @@ class JobLock:
 
     def _create(self) -> bool:
         """Make our lock if there is none; False if one exists."""
-        if not self.local:  # check, then write: best effort
-            if self.fs.exists(self.path):
-                return False
-            self._write(self.path, self.record())
-            return True
+        if not self.local:
+            return self._create_on_object_store()
         tmp = temporary_beside(self.path)
         self._write(tmp, self.record())
         try:
@@ -126,6 +124,20 @@ class JobLock:
             return False
         finally:
             os.unlink(tmp)
+
+    def _create_on_object_store(self) -> bool:
+        """Check, then create exclusively ("xb": If-None-Match on S3, GCS, Azure) where the store can."""
+        if self.fs.exists(self.path):
+            return False
+        data = json.dumps(self.record()).encode()
+        try:
+            with self.fs.open(self.path, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False  # another submit created it since our check
+        except (ValueError, NotImplementedError, TypeError):  # no exclusive create here: best effort
+            self.fs.pipe_file(self.path, data)
+        return True
 
     def _take_over(self, dead: dict[str, Any] | None) -> None:
         """Replace the dead holder's lock with ours, unless another submit got there first."""

@@ -106,3 +106,16 @@ def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
     assert report.status == "complete" and report.units_done == 2 * 2 * 2 * 2
     store = zarr.storage.FsspecStore.from_url("s3://archive/masks.zarr/labels/b/0", read_only=True)
     assert zarr.open_array(store, mode="r").shape == (2, 60, 50)
+
+
+def test_the_job_lock_on_s3_refuses_a_second_run_and_is_released(s3):
+    from pipeline.errors import JobLockedError
+    from pipeline.manifest import Manifest
+
+    first, second = Manifest("s3://archive/locked.zarr"), Manifest("s3://archive/locked.zarr")
+    with first.lock():
+        with pytest.raises(JobLockedError, match="locked by run"), second.lock():
+            pass
+        first.check_lock()  # still ours
+    with second.lock():  # released by the first
+        second.check_lock()
