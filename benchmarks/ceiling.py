@@ -12,8 +12,9 @@ so that peaks and caches are its own:
   (the same window, halo included, that the pipeline reads) and writes its
   chunk to a Zarr array with the same codec: what a single core can move;
 * `submit` through the predictor actors of the job's net (the paper's geometry
-  and tile), whose forward is replaced by one that returns zeros at once
-  (`benchmarks.simulated`): e2e Mpx/s and units/s (Ray started before the
+  and tile), whose forward is replaced by one that returns the tile's centre as
+  its probability at once (`benchmarks.simulated`: masks with the input's
+  structure, written as real masks are): e2e Mpx/s and units/s (Ray started before the
   clock), Mpx/s per CPU core, and the driver's peak RSS;
 * where a unit's time goes: read, mirror (and normalise), tiling, Ray's
   transfer of its window and block, to-output, write and commit, timed on a
@@ -56,6 +57,8 @@ def make_volume(path: Path, units: int, unit: int, seed: int = 0) -> tuple[int, 
     from zarr.codecs import BloscCodec
 
     side, planes = unit * UNITS_ACROSS, math.ceil(units / UNITS_ACROSS**2)
+    if (path / "zarr.json").exists() and zarr.open_array(path, mode="r").shape == (planes, side, side):
+        return planes, side  # made by an earlier run (--work): the same seed, the same pixels
     texture = ndimage.gaussian_filter(np.random.default_rng(seed).random((side, side), dtype=np.float32), 3)
     texture = ((texture - texture.min()) / (np.ptp(texture) + 1e-6) * 255).astype(np.uint8)
     array = zarr.create_array(

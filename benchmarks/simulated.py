@@ -1,4 +1,4 @@
-"""Stand-ins for the model in the predictor actors: a simulated GPU, and a model that does no arithmetic.
+"""Stand-ins for the model in the predictor actors: a simulated GPU, and a model that does (almost) no arithmetic.
 
 Both enter through `submit(..., make_predictor=...)`, so everything around the
 model (reading, mirroring, tiling, Ray's transfers, to-output, writing,
@@ -31,7 +31,11 @@ PAPER_NET_GPU_MPX_S = 100.0
 
 @dataclass
 class SimulatedPredictor:
-    """Returns zeros of the net's output shape after `seconds_per_megapixel` per output megapixel."""
+    """The tile's centre as the foreground probability, after `seconds_per_megapixel` per output megapixel.
+
+    Masks then have the input's structure (thresholded at 0.5), so the writes cost what real masks
+    cost; zeros would be all background, which Zarr does not write at all.
+    """
 
     geometry: NetGeometry
     classes: int
@@ -44,7 +48,12 @@ class SimulatedPredictor:
         out_h, out_w = self.geometry.raw_output_size(height), self.geometry.raw_output_size(width)
         if self.seconds_per_megapixel:
             time.sleep(n * out_h * out_w / 1e6 * self.seconds_per_megapixel)
-        result = np.zeros((n, self.classes, out_h, out_w), dtype=np.float32)
+        result = np.empty((n, self.classes, out_h, out_w), dtype=np.float32)
+        top, left = (height - out_h) // 2, (width - out_w) // 2
+        result[:, -1] = batch[:, 0, top : top + out_h, left : left + out_w]
+        if self.classes > 1:
+            result[:, 0] = 1 - result[:, -1]
+            result[:, 1:-1] = 0
         if self.log is not None:
             with self.log.open("a") as f:
                 f.write(f"{start:.6f} {time.time():.6f}\n")

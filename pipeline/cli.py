@@ -6,6 +6,7 @@ Heavy modules (torch, ray, zarr) are imported inside the commands, so that
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -32,8 +33,24 @@ def reports_errors(command: F) -> F:
         except SegmentArchiveError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(ExitCode.INVALID)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: every unit committed so far is kept (run record: interrupted); "
+                "the same submit again resumes where this one stopped",
+                err=True,
+            )
+            sys.exit(ExitCode.INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) ends a run as Ctrl-C does: commit, record, release the lock."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,7 +67,8 @@ def main() -> None:
       segment-archive model info MODEL          config, parameters, tile geometry
 
     Exit codes: 0 complete, 2 invalid input, 3 partial (some units
-    quarantined), 4 job locked by another run, 1 unexpected failure.
+    quarantined), 4 job locked by another run, 130 interrupted (Ctrl-C or
+    SIGTERM; submit again to resume), 1 unexpected failure.
     """
 
 
@@ -89,13 +107,15 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
 
     Resumes where a killed run stopped; a rerun processes only new or changed
     images.  Exit status: 0 complete, 3 partial (see the quarantined units),
-    2 invalid job, 4 another run holds the lock.
+    2 invalid job, 4 another run holds the lock, 130 interrupted (Ctrl-C or
+    SIGTERM: finished units are committed and the lock released first).
     """
     from pipeline.driver import submit as run_job
     from pipeline.progress import unit_progress
     from pipeline.report import print_report, write_report_json
     from pipeline.spec import JobSpec
 
+    stop_on_sigterm()
     spec = JobSpec.load(job_path)
     if address:
         spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"address": address})})

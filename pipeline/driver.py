@@ -17,6 +17,7 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pipeline.errors import ConfigError
@@ -136,6 +137,15 @@ class Committer:
             self.flush()
         return True
 
+    @contextmanager
+    def kept_on_interrupt(self) -> Iterator[None]:
+        """If the run is interrupted (SIGINT, SIGTERM) in the body, the units finished so far are committed first."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.flush()
+            raise
+
     def flush(self) -> None:
         # Reasons first: a failed state on disk always has its reason beside it.
         for (pass_name, key), records in self.failures.items():
@@ -209,9 +219,14 @@ def submit(
         report = RunReport(
             spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=dict(summary.quarantined)
         )
-        execute(spec, model, summary, manifest, store, report, progress, make_predictor)
-        report.seconds = time.perf_counter() - started
-        manifest.write_run_report(report.as_dict())
+        try:
+            execute(spec, model, summary, manifest, store, report, progress, make_predictor)
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM as the CLI raises it: record the run, then stop
+            report.interrupted = True
+            raise
+        finally:
+            report.seconds = time.perf_counter() - started
+            manifest.write_run_report(report.as_dict())
     return report
 
 
@@ -249,33 +264,34 @@ def execute(
     def leftovers() -> Iterator[dict[str, Any]]:
         return (rows.row(i) for rows, a, b in pending_segments(list(plans.values())) for i in range(a, b))
 
-    for outcome in streamed(stream, spec.resources.retries, leftovers):
-        if not committer.add(NET_PASS, outcome):
-            continue
-        finished += 1
-        key = outcome.key
-        if outcome.failure:
-            report.units_quarantined[f"{key}:{outcome.unit.id}"] = outcome.failure.error
-        else:
-            report.units_done += 1
-            report.units_skipped += outcome.state is UnitState.SKIPPED
-            report.megapixels += outcome.megapixels
-        remaining[key] -= 1
-        if remaining[key] == 0 and not instances:
-            committer.flush()
-            finish_image(plans[key], spec, manifest, store, report)
-        if progress:
-            progress(finished, total, report.megapixels)
-        record_timeline(report, time.perf_counter() - t0)
-    if total:
-        record_timeline(report, time.perf_counter() - t0, force=True)
-    committer.flush()
-    if instances:
-        execute_instances(spec, ctx, summary.images, manifest, committer, report)
-        return
-    for plan in summary.images:
-        if plan.pending == 0 and plan.key not in report.images_completed and not failed_units(report, plan.key):
-            finish_image(plan, spec, manifest, store, report)  # every unit was done before this run
+    with committer.kept_on_interrupt():
+        for outcome in streamed(stream, spec.resources.retries, leftovers):
+            if not committer.add(NET_PASS, outcome):
+                continue
+            finished += 1
+            key = outcome.key
+            if outcome.failure:
+                report.units_quarantined[f"{key}:{outcome.unit.id}"] = outcome.failure.error
+            else:
+                report.units_done += 1
+                report.units_skipped += outcome.state is UnitState.SKIPPED
+                report.megapixels += outcome.megapixels
+            remaining[key] -= 1
+            if remaining[key] == 0 and not instances:
+                committer.flush()
+                finish_image(plans[key], spec, manifest, store, report)
+            if progress:
+                progress(finished, total, report.megapixels)
+            record_timeline(report, time.perf_counter() - t0)
+        if total:
+            record_timeline(report, time.perf_counter() - t0, force=True)
+        committer.flush()
+        if instances:
+            execute_instances(spec, ctx, summary.images, manifest, committer, report)
+            return
+        for plan in summary.images:
+            if plan.pending == 0 and plan.key not in report.images_completed and not failed_units(report, plan.key):
+                finish_image(plan, spec, manifest, store, report)  # every unit was done before this run
 
 
 def execute_instances(

@@ -37,11 +37,14 @@ class RunReport:
     # (seconds since Ray was ready, megapixels finished so far): throughput over time
     timeline: list[tuple[float, float]] = field(default_factory=list)
     dry_run: bool = False
+    interrupted: bool = False  # stopped by SIGINT or SIGTERM: what was committed stays, a submit resumes
 
     @property
     def status(self) -> str:
         if self.dry_run:
             return "dry-run"
+        if self.interrupted:
+            return "interrupted"
         return "partial" if (self.units_quarantined or self.images_quarantined) else "complete"
 
     def as_dict(self) -> dict[str, Any]:

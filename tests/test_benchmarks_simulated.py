@@ -18,14 +18,18 @@ from tests.conftest import model_config
 
 
 @pytest.mark.parametrize("name", ["unet-paper", "unet-small"])
-def test_a_simulated_forward_has_the_nets_output_shape(name):
+def test_a_simulated_forward_has_the_nets_output_shape_and_the_tiles_centre_as_foreground(name):
     config = model_config(name)
     net = UNet(config).eval()
     tile = net.geometry.valid_input_at_least(200)
     with torch.no_grad():
         real = net(torch.zeros(2, 1, tile, tile))
-    fake = SimulatedPredictor(net.geometry, config.classes, 0.0)(np.zeros((2, 1, tile, tile), np.float32))
+    tiles = np.random.default_rng(0).random((2, 1, tile, tile), dtype=np.float32)
+    fake = SimulatedPredictor(net.geometry, config.classes, 0.0)(tiles)
     assert fake.shape == tuple(real.shape)
+    crop = (tile - fake.shape[-1]) // 2
+    np.testing.assert_array_equal(fake[:, 1], tiles[:, 0, crop : crop + fake.shape[-2], crop : crop + fake.shape[-1]])
+    np.testing.assert_allclose(fake.sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_a_simulated_forward_takes_its_time_per_megapixel_and_logs_it(tmp_path):
@@ -64,7 +68,9 @@ def test_submit_runs_the_given_predictor_in_the_actors(tmp_path):
     assert report.units_done == 2 * 16
     assert busy_figures(log, 1.0)["calls"] > 0  # the actors called it: no model was loaded there
     labels = zarr.open_group(job.output.path, mode="r")["labels/volume-2/0"][:]
-    assert not labels.any()  # zeros for every class: class 0 everywhere
+    pixels = zarr.open_array(job.input.path, mode="r")[:]
+    # Its foreground probability is the tile's centre, so the mask is the input thresholded, stitched exactly.
+    np.testing.assert_array_equal(labels, (pixels / 255 > 0.5).astype(np.uint8))
 
 
 @pytest.mark.slow

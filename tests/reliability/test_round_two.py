@@ -7,6 +7,7 @@ folder (or the input itself) overwritten by a submit.
 """
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -264,3 +265,28 @@ def test_a_linked_label_group_in_the_output_is_refused_naming_it(tmp_path):
     assert code == ExitCode.INVALID, output
     assert "labels/img0 is a symbolic link" in output
     assert (elsewhere / "keep.txt").read_text() == "mine"
+
+
+# -- SIGINT and SIGTERM (issue #30) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
+    from tests.reliability.conftest import run_submit, submit_process
+
+    archive = make_archive(tmp_path / "in", sizes=((256, 256), (256, 192), (192, 256)))
+    job = make_job(tmp_path, archive)
+    states = tmp_path / "out.zarr" / ".manifest" / "states"
+    proc = submit_process(job)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not any(states.glob("**/*.u8")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until units are being committed
+    proc.send_signal(signum)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.INTERRUPTED, output
+    assert "same submit again resumes" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "out.zarr" / ".manifest" / "lock.json").exists()
+    assert Manifest(str(tmp_path / "out.zarr")).last_run_report()["status"] == "interrupted"
+    code, output = run_submit(job)
+    assert code == ExitCode.OK, output
