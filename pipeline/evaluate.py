@@ -19,8 +19,9 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.io import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.io.normalize import NormalizeSettings, affine_for, normalize
+from pipeline.io.normalize import affine_for, normalize
 from pipeline.metrics import connected_components, iou_dice, pixel_error, rand_error, rand_f_score
+from pipeline.spec import NormalizeSettings
 
 
 @dataclass

@@ -16,9 +16,23 @@ from typing import Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.io.normalize import NormalizeSettings
 from pipeline.settings import Settings
 from pipeline.yamlfile import YamlDocument, read_yaml
+
+
+class NormalizeSettings(Settings):
+    mode: Literal["none", "scale", "percentile"] = "scale"
+    scale: float = Field(1 / 255, description="mode scale: x * scale + offset")
+    offset: float = 0.0
+    low: float = Field(1.0, ge=0, le=100, description="mode percentile: maps to 0")
+    high: float = Field(99.0, ge=0, le=100, description="mode percentile: maps to 1")
+    nonfinite: Literal["reject", "zero"] = Field("reject", description="NaN/inf pixels: quarantine the block, or use 0")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizeSettings:
+        if self.mode == "percentile" and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
 
 
 class InputSpec(Settings):

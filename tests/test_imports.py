@@ -25,3 +25,8 @@ def test_reader_and_writer_code_does_not_import_torch(module):
 )
 def test_only_the_pipeline_runner_imports_ray(module):
     assert "ray" not in modules_after_import(module)
+
+
+def test_loading_a_job_file_imports_no_io_library():
+    """`plan`, `status` and the CLI's validation read the job without zarr, tifffile or fsspec."""
+    assert not {"zarr", "tifffile", "fsspec", "torch", "ray"} & modules_after_import("pipeline.spec")

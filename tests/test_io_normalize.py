@@ -5,7 +5,8 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.io.image import LazyImage
-from pipeline.io.normalize import NormalizeSettings, affine_for, normalize, sample_percentiles
+from pipeline.io.normalize import affine_for, normalize, sample_percentiles
+from pipeline.spec import NormalizeSettings
 
 
 def _image(data, axes="zyx"):

@@ -7,29 +7,15 @@ computed once on the driver, never from the whole image.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from pipeline.errors import InputError
 from pipeline.io.image import LazyImage
-from pipeline.settings import Settings
 
-
-class NormalizeSettings(Settings):
-    mode: Literal["none", "scale", "percentile"] = "scale"
-    scale: float = Field(1 / 255, description="mode scale: x * scale + offset")
-    offset: float = 0.0
-    low: float = Field(1.0, ge=0, le=100, description="mode percentile: maps to 0")
-    high: float = Field(99.0, ge=0, le=100, description="mode percentile: maps to 1")
-    nonfinite: Literal["reject", "zero"] = Field("reject", description="NaN/inf pixels: quarantine the block, or use 0")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> NormalizeSettings:
-        if self.mode == "percentile" and self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
+if TYPE_CHECKING:
+    from pipeline.spec import NormalizeSettings
 
 
 # Percentiles are read from windows of this side, spread over a few planes: each read is bounded,

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.io.normalize import NormalizeSettings
 from pipeline.settings import Settings
+from pipeline.spec import NormalizeSettings
 from pipeline.yamlfile import read_yaml
 
 
