@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from pipeline.axes import axes_problem
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.yamlfile import YamlDocument, read_yaml
@@ -43,10 +44,9 @@ class InputSpec(Settings):
     @field_validator("axes")
     @classmethod
     def _axes(cls, v: str | None) -> str | None:
-        if v is not None and (
-            set(v.lower()) - set("tczyx") or len(set(v.lower())) != len(v) or not {"y", "x"} <= set(v.lower())
-        ):
-            raise ValueError("use each of t, c, z, y, x at most once, with y and x")
+        problem = axes_problem(v.lower()) if v is not None else None
+        if problem:
+            raise ValueError(problem)
         return v.lower() if v else v
 
 

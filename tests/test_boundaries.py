@@ -38,6 +38,7 @@ RULES = {
     "fragments": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "objects": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "instancepass": {"torch", "ray"},
+    "axes": {"torch", "ray", "zarr", "tifffile", "fsspec", "numpy"},
     "names": {"torch", "ray", "zarr", "tifffile", "fsspec", "numpy"},
     "joblock": {"torch", "ray", "zarr", "numpy"},
     "outputplace": {"torch", "ray", "zarr"},

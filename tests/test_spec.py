@@ -1,9 +1,10 @@
 """Job specs: rejected before any work, with the YAML line and the field named."""
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
-from pipeline.spec import JobSpec, ResourcesSpec
+from pipeline.spec import InputSpec, JobSpec, ResourcesSpec
 from tests.conftest import ROOT
 
 GOOD = f"""\
@@ -113,3 +114,24 @@ def test_fingerprint_follows_results_not_speed(tmp_path):
 )
 def test_cpu_actors_do_their_own_io_and_gpu_actors_are_fed_by_tasks(io, gpus_per_actor, in_actor):
     assert ResourcesSpec(io=io, gpus_per_actor=gpus_per_actor).io_in_actor() is in_actor
+
+
+@pytest.mark.parametrize("axes", ["zyxz", "qyx", "zy", "ZYX"])
+def test_input_axes_follow_the_readers_rule(tmp_path, axes):
+    """One rule (pipeline.axes) for the job file and the readers: what one refuses, the other does too."""
+    from pipeline.axes import axes_problem
+    from pipeline.errors import InputError
+    from pipeline.io.image import check_axes
+
+    problem = axes_problem(axes.lower())
+    try:
+        check_axes(axes, len(axes), "img.tif")
+        reader_refuses = False
+    except InputError:
+        reader_refuses = True
+    assert reader_refuses == (problem is not None)
+    if problem:
+        with pytest.raises(ValidationError, match="at most once and include y and x"):
+            InputSpec(path="x", axes=axes)
+    else:
+        assert InputSpec(path="x", axes=axes).axes == axes.lower()

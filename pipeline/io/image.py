@@ -16,12 +16,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.axes import axes_problem
 from pipeline.errors import InputError, StorageError
 from pipeline.io.blockcache import CACHE, MAX_BYTES, block_edge, bytes_to_keep, overlapping, source_chunks
 from pipeline.plan import plane_coords
 from pipeline.tiling import mirrored, reflect_indices, source_span
 
-AXES = "tczyx"
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
 _instances = itertools.count()  # a LazyImage's blocks in the cache are its own, never a reopened image's
 
@@ -38,9 +38,9 @@ def check_axes(axes: str, ndim: int, source: str) -> str:
     axes = axes.lower()
     if len(axes) != ndim:
         raise InputError(f"{source}: axes {axes!r} name {len(axes)} dimensions but the array has {ndim}")
-    unknown = set(axes) - set(AXES)
-    if unknown or len(set(axes)) != len(axes) or not {"y", "x"} <= set(axes):
-        raise InputError(f"{source}: axes {axes!r} must use each of t, c, z, y, x at most once and include y and x")
+    problem = axes_problem(axes)
+    if problem:
+        raise InputError(f"{source}: {problem}")
     return axes
 
 
