@@ -282,6 +282,10 @@ class Manifest:
         with self._lock.held(stale_after):
             yield
 
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The record of the run holding the job lock now, if any (what `status` shows)."""
+        return JobLock(self.fs, self._path("lock.json"), self.run_id, self.local).holder()
+
     def check_lock(self) -> None:
         """Raise JobLockedError if another run has taken this run's lock (checked before every commit)."""
         if self._lock is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,13 @@ def job_status(spec: JobSpec) -> str:
     ]
     if units["instances done"] or units["instances failed"]:
         lines.append(f"  instance pass: {units['instances done']} unit(s) done, {units['instances failed']} failed")
+    holder = manifest.lock_holder()
+    if holder:
+        age = time.time() - float(holder.get("heartbeat", 0) or 0)
+        lines.append(
+            f"  running now: run {holder.get('run')} (pid {holder.get('pid')} on {holder.get('host')}, "
+            f"heartbeat {age:.0f} s ago); the unit counts above are what it has committed so far"
+        )
     if last:
         lines.append(
             f"  last run {last.get('run_id')}: {last.get('status')}, {last.get('units_done')} unit(s), "

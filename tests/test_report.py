@@ -62,3 +62,13 @@ def test_status_reads_no_unit_states_of_complete_images(tmp_path, monkeypatch):
     )
     assert "  units: 5 done, 0 failed (pending: run `segment-archive plan`)" in job_status(job_on(out)).splitlines()
     assert read == ["b.tif"]
+
+
+def test_status_during_a_live_run_names_the_lock_holder_and_what_it_has_committed(tmp_path):
+    out, manifest = a_job_manifest(tmp_path)
+    with manifest.lock():
+        commit(manifest, "b.tif", [1, 1, 0, 0])
+        lines = job_status(job_on(out)).splitlines()
+    assert f"  running now: run {manifest.run_id}" in "\n".join(lines)
+    assert "  units: 2 done, 0 failed (pending: run `segment-archive plan`)" in lines
+    assert "running now" not in job_status(job_on(out))  # released
