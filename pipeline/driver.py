@@ -35,6 +35,7 @@ from pipeline.rows import ImageRows, Outcome
 from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import PredictorFactory, StageContext, describe_failure
+from pipeline.tiling import tile_length
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
 COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
@@ -199,7 +200,13 @@ def submit(
     if dry_run or store is None:
         summary = plan_job(archive, spec, model, manifest, None, prov)
         return RunReport(
-            spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=summary.quarantined, dry_run=True
+            spec.name,
+            manifest.run_id,
+            job_fp,
+            summary.as_dict(),
+            images_quarantined=summary.quarantined,
+            dry_run=True,
+            plan_lines=[tile_line(spec, model.geometry), *summary.image_lines(spec.input.axes is not None)],
         )
     with manifest.lock():
         existing = manifest.job()
@@ -228,6 +235,18 @@ def submit(
             report.seconds = time.perf_counter() - started
             manifest.write_run_report(report.as_dict())
     return report
+
+
+def tile_line(spec: JobSpec, geometry: Any) -> str:
+    """What the tile setting becomes for a full unit: the legal tile used, and the pixels of it kept."""
+    height, width = spec.output.chunks
+    used = (tile_length(spec.inference.tile, height, geometry), tile_length(spec.inference.tile, width, geometry))
+    kept = (min(geometry.step(used[0]), height), min(geometry.step(used[1]), width))
+    share = kept[0] * kept[1] / (used[0] * used[1])
+    return (
+        f"tile: {spec.inference.tile} asked, {used[0]} x {used[1]} px used for a unit of {height} x {width}, "
+        f"{kept[0]} x {kept[1]} of it kept ({share:.0%}; the rest is the net's margin)"
+    )
 
 
 def execute(

@@ -46,6 +46,8 @@ class ImagePlan:
     offset: float
     plane_sizes: dict[str, int] = field(default_factory=dict)  # {"t": n, "z": m} for the axes present
     states: dict[str, np.ndarray] = field(default_factory=dict)  # pass -> uint8 UnitState per unit
+    axes: str = ""  # the input's axes, as read or as the job gave them (shown by `plan`)
+    dtype: str = ""
 
     def __post_init__(self) -> None:
         for pass_name in (NET_PASS, INSTANCE_PASS):
@@ -91,6 +93,15 @@ class PlanSummary:
     @property
     def pending_megapixels(self) -> float:
         return sum(p.pending / max(p.total, 1) * p.n_planes * p.shape[0] * p.shape[1] / 1e6 for p in self.images)
+
+    def image_lines(self, axes_given: bool) -> list[str]:
+        """One line per image to process, for `plan`: what was read and what will run."""
+        how = "from the job" if axes_given else "inferred"
+        return [
+            f"{p.key}: axes {p.axes} ({how}), {p.dtype}, {p.n_planes} plane(s) of {p.shape[0]} x {p.shape[1]}, "
+            f"{p.pending} of {p.total} unit(s) pending"
+            for p in self.images
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -155,7 +166,9 @@ def plan_image(
                 )
     sizes = {a: image.size(a) for a in image.plane_axes}
     out_axes = layouts[semantic_kind(spec.output.kind)].axes
-    return ImagePlan(key, image.source, image.fingerprint, grid, out_axes, scale, offset, sizes, states)
+    return ImagePlan(
+        key, image.source, image.fingerprint, grid, out_axes, scale, offset, sizes, states, image.axes, str(image.dtype)
+    )
 
 
 def committed_states(manifest: Manifest, key: str, input_fp: str, grid: UnitGrid) -> dict[str, np.ndarray]:

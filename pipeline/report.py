@@ -38,6 +38,7 @@ class RunReport:
     # (seconds since Ray was ready, megapixels finished so far): throughput over time
     timeline: list[tuple[float, float]] = field(default_factory=list)
     dry_run: bool = False
+    plan_lines: list[str] = field(default_factory=list)  # a dry run's per-image and tile lines
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: what was committed stays, a submit resumes
 
     @property
@@ -73,6 +74,11 @@ def print_report(report: RunReport) -> None:
         f"{plan['images_quarantined']} quarantined; {plan['units_pending']} unit(s) pending, "
         f"{plan['megapixels_pending']} Mpx"
     )
+    for i, line in enumerate(report.plan_lines):
+        if i == MAX_LISTED:
+            console.print(f"  ... and {len(report.plan_lines) - MAX_LISTED} more image(s)")
+            break
+        console.print(f"  {line}", highlight=False, markup=False)
     if not report.dry_run:
         console.print(
             f"  done: {report.units_done} unit(s) ({report.units_skipped} empty, written as background), "

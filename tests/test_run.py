@@ -106,6 +106,9 @@ def test_dry_run_and_plan_write_nothing(tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         assert "2 image(s) to process" in result.output and "26 unit(s) pending" in result.output
+        # per image: what was read (axes and how they were found, dtype, size) and its units
+        assert "img0: axes zyx (inferred), uint8, 2 plane(s) of 70 x 90, 18 of 18 unit(s) pending" in result.output
+        assert "tile: 64 asked, " in result.output
     assert not (tmp_path / "out.zarr").exists()
 
 
