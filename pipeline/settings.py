@@ -7,7 +7,8 @@ ConfigError whose lines each name `file:line`, the field, and what was expected.
 
 from __future__ import annotations
 
-from typing import Any, Self
+import difflib
+from typing import Any, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,7 +30,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, doc, root)) from None
+            raise ConfigError(describe_validation_error(exc, doc, root, cls)) from None
 
     @classmethod
     def from_yaml(cls, path: str) -> Self:
@@ -40,7 +41,23 @@ class Settings(BaseModel):
         return cls.from_yaml_document(parse_yaml(text, source))
 
 
-def describe_validation_error(exc: ValidationError, doc: YamlDocument, root: FieldPath = ()) -> str:
+def field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the settings object at `loc` below `model` ([] if loc does not lead to one)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        models = [a for a in inner if issubclass(a, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)
+
+
+def describe_validation_error(
+    exc: ValidationError, doc: YamlDocument, root: FieldPath = (), model: type[BaseModel] | None = None
+) -> str:
     """One line per problem: `file:line: field.path: what was expected (got value)`."""
     problems = []
     for error in exc.errors():
@@ -48,7 +65,9 @@ def describe_validation_error(exc: ValidationError, doc: YamlDocument, root: Fie
         name = ".".join(str(part) for part in loc) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the documented fields)"
+            known = field_names_at(model, tuple(error["loc"][:-1])) if model else []
+            near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            message = f"unknown key; did you mean {near[0]}?" if near else "unknown key (see docs/job-file.md)"
         elif error["type"] == "missing":
             message = "required field is missing"
         got = error.get("input")

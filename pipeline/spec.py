@@ -22,9 +22,11 @@ from pipeline.yamlfile import YamlDocument, read_yaml
 
 
 class NormalizeSettings(Settings):
-    mode: Literal["none", "scale", "percentile"] = "scale"
+    mode: Literal["none", "scale", "percentile"] = Field(
+        "scale", description="none: raw values; scale: x * scale + offset; percentile: low..high of a sample to 0..1"
+    )
     scale: float = Field(1 / 255, description="mode scale: x * scale + offset")
-    offset: float = 0.0
+    offset: float = Field(0.0, description="mode scale: added after scaling")
     low: float = Field(1.0, ge=0, le=100, description="mode percentile: maps to 0")
     high: float = Field(99.0, ge=0, le=100, description="mode percentile: maps to 1")
     nonfinite: Literal["reject", "zero"] = Field("reject", description="NaN/inf pixels: quarantine the block, or use 0")
@@ -79,10 +81,14 @@ class InferenceSpec(Settings):
     tile: int = Field(
         1024, ge=16, description="input tile size requested (snapped to a legal size, shrunk to one block)"
     )
-    batch_size: int = Field(4, ge=1, le=4096)
-    normalize: NormalizeSettings = NormalizeSettings()
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    batch_size: int = Field(4, ge=1, le=4096, description="tiles per forward of the net")
+    normalize: NormalizeSettings = Field(
+        NormalizeSettings(), description="intensities into the range the net was trained on"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where the actor has a GPU")
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="fp32 is exact to round-off; bf16/fp16 are faster on GPUs; auto: bf16 where supported"
+    )
     threshold: float = Field(0.5, description="output.kind mask: foreground where its probability >= this")
     skip_empty: SkipEmpty | None = Field(None, description="write flat blocks as background, without the net")
 
@@ -94,8 +100,12 @@ class InstancesSpec(Settings):
     membrane models, whose objects are the cells that the membranes enclose.
     """
 
-    method: Literal["components", "watershed"] = "components"
-    objects: Literal["foreground", "background"] = "foreground"
+    method: Literal["components", "watershed"] = Field(
+        "components", description="components: connected pixels; watershed: touching objects split at seeds"
+    )
+    objects: Literal["foreground", "background"] = Field(
+        "foreground", description="objects are the foreground classes, or class 0 (membrane models: the cells)"
+    )
     threshold: float = Field(0.5, gt=0, le=1, description="object pixels: object probability >= this")
     connectivity: Literal[4, 8] = Field(8, description="4: edge neighbours only; 8: corners too")
     min_size: int = Field(0, ge=0, description="drop objects with fewer pixels (0: keep all)")
@@ -113,10 +123,14 @@ class InstancesSpec(Settings):
 
 class OutputSpec(Settings):
     path: str = Field(description="the OME-Zarr mask store (local path or URL)")
-    kind: Literal["labels", "mask", "probabilities", "instances"] = "labels"
+    kind: Literal["labels", "mask", "probabilities", "instances"] = Field(
+        "labels", description="labels: most probable class; mask: 0/1; probabilities: per class; instances: objects"
+    )
     instances: InstancesSpec | None = Field(None, description="output.kind instances: how objects are found")
     chunks: tuple[int, int] = Field((512, 512), description="chunk (= work unit) height and width")
-    probability_dtype: Literal["float32", "float16"] = "float32"
+    probability_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="output.kind probabilities (and instances' object probability): stored precision"
+    )
     pyramid_levels: int = Field(3, ge=0, le=10, description="down-sampled levels after level 0")
 
     @field_validator("chunks")
@@ -139,7 +153,7 @@ class ResourcesSpec(Settings):
     address: str | None = Field(None, description="Ray address: auto, ray://host:10001; none = local Ray")
     actors: int = Field(1, ge=1, description="predictor actors (one model each)")
     gpus_per_actor: float = Field(0.0, ge=0, description="0 = CPU actors; 1 = one GPU per actor")
-    cpus_per_actor: float = Field(1.0, gt=0)
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs per predictor actor (its torch threads on a CPU)")
     cpus_per_reader: float = Field(0.5, gt=0, description="CPUs per read and per write task")
     io: Literal["auto", "tasks", "actor"] = Field(
         "auto",
@@ -166,12 +180,12 @@ class ResourcesSpec(Settings):
 
 
 class JobSpec(Settings):
-    name: str = Field(min_length=1, max_length=200)
-    input: InputSpec
-    model: ModelSpec
-    inference: InferenceSpec = InferenceSpec()
-    output: OutputSpec
-    resources: ResourcesSpec = ResourcesSpec()
+    name: str = Field(min_length=1, max_length=200, description="the job's name, in reports and the manifest")
+    input: InputSpec = Field(description="the images to segment")
+    model: ModelSpec = Field(description="the U-Net: a checkpoint, or a config with random weights")
+    inference: InferenceSpec = Field(InferenceSpec(), description="how the net is run over the images")
+    output: OutputSpec = Field(description="the mask store and what it holds")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="Ray: where and with how many actors")
 
     @model_validator(mode="after")
     def _cuda_actors_have_gpus(self) -> Self:
