@@ -269,6 +269,8 @@ def execute(
     total, finished = summary.pending_units, 0
     instances = spec.output.kind == "instances"
     if total:
+        if progress:
+            progress(0, total, 0.0)  # the total, from the plan, while Ray and the actors start
         run.init_ray(spec.resources.address)
         run.check_resources(spec.resources)
         report.timeline.append((0.0, 0.0))

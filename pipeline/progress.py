@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -33,18 +35,53 @@ def training_progress(total: int) -> Iterator[Callable[[int, float, float], None
         yield hook
 
 
+# Without a terminal (cron, a scheduler's log) a bar draws nothing until the end: a line this often instead.
+LOG_EVERY_S = 30.0
+
+
 @contextmanager
-def unit_progress(enabled: bool = True) -> Iterator[Callable[[int, int, float], None] | None]:
-    """A hook(done, total, megapixels) that drives a bar with Mpx/s and ETA."""
+def unit_progress(
+    enabled: bool = True, terminal: bool | None = None
+) -> Iterator[Callable[[int, int, float], None] | None]:
+    """A hook(done, total, megapixels) showing units, Mpx/s and ETA: a bar on a terminal, else a line every 30 s.
+
+    The driver calls it with done 0 before Ray starts, so the total is known from the plan at once.
+    """
     if not enabled:
         yield None
         return
+    if not (sys.stderr.isatty() if terminal is None else terminal):
+        yield progress_lines(sys.stderr)
+        return
     with _progress(TextColumn("{task.fields[rate]:.2f} Mpx/s")) as bar:
-        task = bar.add_task("units", total=None, rate=0.0)
+        task = bar.add_task("starting Ray and the actors", total=None, rate=0.0)
         start = time.perf_counter()
 
         def hook(done: int, total: int, megapixels: float) -> None:
             elapsed = time.perf_counter() - start
-            bar.update(task, completed=done, total=total, rate=megapixels / elapsed if elapsed else 0.0)
+            rate = megapixels / elapsed if elapsed else 0.0
+            bar.update(task, completed=done, total=total, rate=rate, description="units" if done else None)
 
         yield hook
+
+
+def progress_lines(stream: TextIO, every: float = LOG_EVERY_S) -> Callable[[int, int, float], None]:
+    """A progress hook that writes one line every `every` seconds, and one when the last unit is done."""
+    start = time.perf_counter()
+    last = -every
+
+    def hook(done: int, total: int, megapixels: float) -> None:
+        nonlocal last
+        elapsed = time.perf_counter() - start
+        if elapsed - last < every and done < total:
+            return
+        last = elapsed
+        rate = done / elapsed if elapsed and done else 0.0
+        eta = f"{(total - done) / rate / 60:.1f} min" if rate else "unknown"
+        stream.write(
+            f"progress: {done}/{total} units ({done / max(total, 1):.0%}), "
+            f"{megapixels / elapsed if elapsed else 0.0:.2f} Mpx/s, {elapsed / 60:.1f} min so far, eta {eta}\n"
+        )
+        stream.flush()
+
+    return hook
