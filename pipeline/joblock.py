@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from pipeline.atomic import temporary_beside, write_whole
 from pipeline.errors import JobLockedError
-from pipeline.names import temporary_beside
 
 HEARTBEAT_S = 30.0
 
@@ -100,16 +100,7 @@ class JobLock:
             self._write(self.path, self.record())
 
     def _write(self, path: str, record: dict[str, Any]) -> None:
-        data = json.dumps(record).encode()
-        if not self.local:
-            self.fs.pipe_file(path, data)
-            return
-        tmp = temporary_beside(path)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_whole(self.fs, path, json.dumps(record).encode(), self.local)
 
     def _create(self) -> bool:
         """Make our lock if there is none; False if one exists."""

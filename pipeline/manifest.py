@@ -23,7 +23,6 @@ Memory: the planner reads the states of one image at a time, a byte a unit.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -34,9 +33,10 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from pipeline.atomic import write_whole
 from pipeline.errors import OutputError
 from pipeline.joblock import JobLock
-from pipeline.names import image_name, temporary_beside
+from pipeline.names import image_name
 
 MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
@@ -83,15 +83,7 @@ class Manifest:
         """Write a whole file so that readers see the old or the new version, never half."""
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            if self.local:
-                tmp = temporary_beside(path)
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            else:
-                self.fs.pipe_file(path, data)
+            write_whole(self.fs, path, data, self.local)
         except OSError as exc:
             raise OutputError(f"{path}: cannot write the manifest: {exc}") from None
 

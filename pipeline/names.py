@@ -11,7 +11,6 @@ them by name instead of one silently overwriting another.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -27,12 +26,6 @@ def image_name(key: str) -> str:
         return name
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return name.encode()[: MAX_NAME_BYTES - 17].decode(errors="ignore") + "-" + digest
-
-
-def temporary_beside(path: str) -> str:
-    """A temporary file's path in `path`'s folder, short whatever the length of `path`'s own name."""
-    folder, _, _ = path.rpartition("/")
-    return f"{folder}/.tmp-{uuid.uuid4().hex}"
 
 
 def colliding(keys: Iterable[str]) -> list[list[str]]:

@@ -52,6 +52,10 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private cluster
+    # The driver's C++ log goes straight to the terminal; at its default level it prints a warning
+    # for every actor pool of Ray Data ("constructor arguments in the object store"), which says
+    # nothing to a user.  Ray's own errors still reach us as Python exceptions.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)
