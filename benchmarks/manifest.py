@@ -2,7 +2,7 @@
 
     python -m benchmarks.manifest --units 100000 1000000
 
-The manifest is made through the project's own commit path (`driver.Committer`,
+The manifest is made through the project's own commit path (`committer.Committer`,
 one `Outcome` per unit, flushed as a run flushes), with no net and no Ray.  Then,
 as a fresh process would: the planner's resume read (`planner.committed_states`)
 and `segment-archive status` (`report.job_status`), each timed, with the peak of
@@ -20,7 +20,7 @@ import tracemalloc
 from pathlib import Path
 
 from benchmarks.common import emit
-from pipeline import driver
+from pipeline.committer import Committer
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid
@@ -38,7 +38,7 @@ def fabricate(out: str, units: int) -> tuple[UnitGrid, float, int]:
     manifest = Manifest(out)
     manifest.set_job({"job_fingerprint": "f" * 64})
     plan = ImagePlan("volume", "volume.zarr", "fp", grid, "zyx", 1.0, 0.0, {"z": grid.n_planes})
-    committer = driver.Committer(manifest, {"volume": plan})
+    committer = Committer(manifest, {"volume": plan})
     flushes = 0
     start = time.perf_counter()
     for index in range(grid.size):

@@ -12,19 +12,16 @@ submit resumes.  No ray import here: the driver sees streams of rows.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
+from pipeline.committer import Committer
 from pipeline.errors import ConfigError
 from pipeline.instancepass import InstancePass, relabel_unit, summarise_unit, write_object_table
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, FailureRecord, Manifest
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
 from pipeline.model.checkpoint import model_fingerprint
 from pipeline.outcome import FailureKind, UnitState
 from pipeline.outputplace import check_output_place
@@ -36,11 +33,6 @@ from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import PredictorFactory, StageContext, describe_failure
 from pipeline.tiling import tile_length
-
-# Seconds between manifest commits; a kill loses at most this much finished work.
-COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
-# Fault injection for the reliability tests: SIGKILL this driver after N committed units.
-KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
 
 ProgressHook = Callable[[int, int, float], None]  # (units finished, units total, megapixels so far)
 Stream = Callable[[], Iterator[dict[str, Any]]]
@@ -109,57 +101,6 @@ def streamed(stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict
             attempts=retries + 1,
         )
         yield Outcome.of(row)
-
-
-class Committer:
-    """Commits finished units to the manifest: their states a file of STATE_CHUNK units at a time, failures in batches.
-
-    A unit counts once: a row Ray delivers twice (a retried task) is committed once.
-    """
-
-    def __init__(self, manifest: Manifest, plans: dict[str, ImagePlan]) -> None:
-        self.manifest, self.plans = manifest, plans
-        self.dirty: dict[tuple[str, str], set[int]] = defaultdict(set)
-        self.failures: dict[tuple[str, str], list[FailureRecord]] = defaultdict(list)
-        self.last = time.monotonic()
-        self.committed = 0
-
-    def add(self, pass_name: str, outcome: Outcome) -> bool:
-        """Record the unit's outcome; False if it already had one this run."""
-        states = self.plans[outcome.key].states[pass_name]
-        if states[outcome.index] != UnitState.PENDING:
-            return False
-        states[outcome.index] = outcome.state
-        self.dirty[(pass_name, outcome.key)].add(outcome.index // STATE_CHUNK)
-        if outcome.failure:
-            self.failures[(pass_name, outcome.key)].append(outcome.failure)
-        self.committed += 1
-        if time.monotonic() - self.last > COMMIT_EVERY_S:
-            self.flush()
-        return True
-
-    @contextmanager
-    def kept_on_interrupt(self) -> Iterator[None]:
-        """If the run is interrupted (SIGINT, SIGTERM) in the body, the units finished so far are committed first."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.flush()
-            raise
-
-    def flush(self) -> None:
-        # Reasons first: a failed state on disk always has its reason beside it.
-        for (pass_name, key), records in self.failures.items():
-            self.manifest.commit_failures(key, pass_name, records)
-        for (pass_name, key), chunks in self.dirty.items():
-            plan = self.plans[key]
-            self.manifest.commit_states(key, pass_name, plan.input, plan.states[pass_name], chunks)
-        self.failures.clear()
-        self.dirty.clear()
-        if KILL_AFTER_UNITS and self.committed >= KILL_AFTER_UNITS:
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.manifest.check_lock()  # never commit for a run that lost its lock
-        self.last = time.monotonic()
 
 
 def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:

@@ -30,7 +30,8 @@ RULES = {
     "predict": {"ray", "zarr", "tifffile", "pipeline.io"},
     "stages": {"ray"},
     "planner": {"ray"},
-    "driver": {"ray", "torch"},  # the driver sees rows; the Ray boundary is pipeline.run
+    "driver": {"ray", "torch"},
+    "committer": {"ray", "torch", "zarr"},  # the driver sees rows; the Ray boundary is pipeline.run
     "rows": {"torch", "ray", "zarr", "tifffile"},
     "outcome": {"torch", "ray", "zarr", "numpy"},
     # Instance geometry and merging are pure: blocks in, ids and tables out.
