@@ -194,6 +194,7 @@ def train(spec_path: str, resume: bool, workers: int, gpu: bool, address: str | 
     """
     from pipeline.progress import training_progress
     from pipeline.train.loop import train as run_training
+    from pipeline.train.loop import trained_steps
     from pipeline.train.spec import TrainSpec
 
     spec = TrainSpec.load(spec_path)
@@ -202,6 +203,10 @@ def train(spec_path: str, resume: bool, workers: int, gpu: bool, address: str | 
 
         train_distributed(spec, workers, use_gpu=gpu, resume=resume, address=address)
         click.echo(f"checkpoints and metrics in {spec.output}")
+        return
+    done = trained_steps(spec.output) if resume else 0
+    if done >= spec.train.steps:
+        click.echo(f"nothing to do: {spec.output} holds a run trained to step {done} of {spec.train.steps}")
         return
     with training_progress(spec.train.steps) as hook:
         rows = run_training(spec, resume=resume, progress=hook)

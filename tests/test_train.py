@@ -201,3 +201,17 @@ def test_evaluate_an_instance_store_scores_its_objects(tmp_path):
     summary = json.loads((tmp_path / "e.json").read_text())["summary"]
     assert summary["instance_rand_error"] == pytest.approx(1 / 2)  # as in tests/test_metrics.py
     assert (summary["objects"], summary["truth_objects"]) == (1, 2)
+
+
+def test_a_second_run_starts_its_metrics_afresh_and_a_finished_run_has_nothing_to_resume(tmp_path):
+    make_spec(tmp_path, 2)
+    runner = CliRunner()
+    for _ in range(2):  # the same training twice, without --resume
+        assert runner.invoke(main, ["train", str(tmp_path / "train.yaml")]).exit_code == 0
+    out = tmp_path / "out"
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2  # header and the one row of step 2
+    result = runner.invoke(main, ["train", str(tmp_path / "train.yaml"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to do" in result.output and "nan" not in result.output
+    modes = {name: (out / name).stat().st_mode & 0o777 for name in ("best.safetensors", "last.pt")}
+    assert modes["best.safetensors"] == modes["last.pt"], modes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,15 @@ def save_checkpoint(model: UNet, path: str | Path, **extra: Any) -> Path:
         save_file(state, str(tmp), metadata={"format": FORMAT, "config": json.dumps(config)})
     else:
         torch.save({"format": FORMAT, "config": config, "state_dict": state, **extra}, tmp)
+    tmp.chmod(0o666 & ~current_umask())  # safetensors writes 0600; every checkpoint gets the usual mode
     tmp.replace(path)  # a reader never sees half a checkpoint
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

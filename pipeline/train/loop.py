@@ -115,6 +115,26 @@ def append_metrics(folder: Path, row: Validation) -> None:
         writer.writerow(record)
 
 
+def keep_metrics_up_to(folder: Path, step: int) -> None:
+    """Drop the metrics rows after `step` (all of them for a fresh start): a rerun never duplicates rows."""
+    jsonl, csv_path = folder / "metrics.jsonl", folder / "metrics.csv"
+    if not jsonl.exists():
+        csv_path.unlink(missing_ok=True)
+        return
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    kept = [row for row in rows if int(row["step"]) <= step]
+    jsonl.unlink()
+    csv_path.unlink(missing_ok=True)
+    for row in kept:
+        append_metrics(folder, Validation(**row))
+
+
+def trained_steps(output: str) -> int:
+    """The step the run in `output` has reached (its last.pt), 0 if none."""
+    last = Path(output) / "last.pt"
+    return int(read_checkpoint(last).get("step", 0)) if last.exists() else 0
+
+
 def resume_state(
     folder: Path, model: UNet, optimizer: torch.optim.Optimizer
 ) -> tuple[int, float, dict[str, Any] | None]:
@@ -165,6 +185,8 @@ def train(
             rng = np.random.default_rng([t.seed, replica.rank, step])
     forward = replica.wrap(model) if replica.wrap else model
     main_replica = replica.rank == 0
+    if main_replica:
+        keep_metrics_up_to(folder, step)  # rows of a killed run after its last checkpoint, or of an earlier run
     train_planes, val_planes = load_planes(spec, model.config.classes)
     geometry = model.geometry
     tile = geometry.valid_input_at_least(max(t.tile, geometry.first_input))
