@@ -226,10 +226,10 @@ def train(spec_path: str, resume: bool, workers: int, gpu: bool, address: str | 
 @click.option("--keys", help="Comma-separated image keys to score (default: all).")
 @click.option(
     "--foreground",
-    type=click.Choice(["nonzero", "zero"]),
-    default="nonzero",
+    type=click.Choice(["auto", "nonzero", "zero"]),
+    default="auto",
     show_default=True,
-    help="Which label pixels are class 1 (ISBI membranes: zero).",
+    help="Which label pixels are class 1 (ISBI membranes: zero); auto: the rarer value, refused if too close to call.",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the scores as JSON here.")
 @reports_errors

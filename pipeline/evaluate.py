@@ -48,8 +48,13 @@ class InstanceScore:
 class Evaluation:
     planes: list[PlaneScore] = field(default_factory=list)
     instances: list[InstanceScore] = field(default_factory=list)
+    foreground: dict[str, str] = field(default_factory=dict)  # "key:plane" -> the label polarity used
 
     def summary(self) -> dict[str, Any]:
+        used = sorted(set(self.foreground.values()))
+        return {**self.scores(), "foreground": used[0] if len(used) == 1 else used}
+
+    def scores(self) -> dict[str, Any]:
         if self.instances:
             return {
                 "planes": len(self.instances),
@@ -91,14 +96,46 @@ def score_instances(key: str, plane: int, objects: np.ndarray, truth: np.ndarray
     return InstanceScore(key, plane, error, len(np.unique(objects[objects > 0])), int(truth_objects.max()))
 
 
-def truth_planes(labels: str, keys: list[str] | None, foreground: str) -> Iterator[tuple[str, int, np.ndarray]]:
+# With --foreground auto, the label value that is the foreground is the rarer one, unless they
+# are too close to call (membranes, nuclei and lesions are the minority of their images).
+AMBIGUOUS_SHARE = 0.4
+
+
+def polarity(raw: np.ndarray, foreground: str, where: str) -> tuple[str, float]:
+    """("zero" or "nonzero", the share of foreground pixels) for a binary label plane; InputError if unusable."""
+    values = np.unique(raw)
+    if len(values) > 2:
+        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise InputError(
+            f"{where}: labels hold {len(values)} distinct values ({shown}); evaluate scores binary labels "
+            "(foreground and background): give a binary mask per plane"
+        )
+    zero_share = float(np.mean(raw == 0))
+    if foreground == "auto":
+        if AMBIGUOUS_SHARE < zero_share < 1 - AMBIGUOUS_SHARE:
+            raise InputError(
+                f"{where}: cannot tell which label value is the foreground ({zero_share:.0%} of pixels are 0, "
+                f"{1 - zero_share:.0%} are not): give --foreground zero or --foreground nonzero"
+            )
+        foreground = "zero" if zero_share < 0.5 else "nonzero"
+    return foreground, zero_share if foreground == "zero" else 1 - zero_share
+
+
+def truth_planes(
+    labels: str, keys: list[str] | None, foreground: str, chosen: dict[str, str] | None = None
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    """(key, plane, class map with 1 = foreground) of the labels; `chosen` gets the polarity each plane used."""
     archive = open_archive(labels)
     for key in keys or archive.image_keys():
         image = archive.open(key)
         h, w = image.plane_shape
         for plane in range(image.n_planes):
             raw = image.read(plane, slice(0, h), slice(0, w))[0]
-            yield key, plane, (raw == 0 if foreground == "zero" else raw != 0).astype(np.int64)
+            used, _ = polarity(raw, foreground, f"{image.source} plane {plane}")
+            if chosen is not None:
+                how = "auto: the rarer value" if foreground == "auto" else "given"
+                chosen[f"{key}:{plane}"] = f"{used} ({how})"
+            yield key, plane, (raw == 0 if used == "zero" else raw != 0).astype(np.int64)
 
 
 def evaluate_checkpoint(
@@ -106,7 +143,7 @@ def evaluate_checkpoint(
     images: str,
     labels: str,
     keys: list[str] | None = None,
-    foreground: str = "nonzero",
+    foreground: str = "auto",
     normalize_settings: NormalizeSettings | None = None,
     tile: int = 4096,
 ) -> Evaluation:
@@ -117,7 +154,7 @@ def evaluate_checkpoint(
     settings = normalize_settings or NormalizeSettings()
     archive = open_archive(images)
     result = Evaluation()
-    for key, plane, truth in truth_planes(labels, keys, foreground):
+    for key, plane, truth in truth_planes(labels, keys, foreground, result.foreground):
         image = archive.open(key)
         h, w = image.plane_shape
         scale, offset = affine_for(image, settings)
@@ -135,12 +172,12 @@ def stored_foreground(stored: np.ndarray) -> np.ndarray:
     return stored[min(1, stored.shape[0] - 1)]
 
 
-def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreground: str = "nonzero") -> Evaluation:
+def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreground: str = "auto") -> Evaluation:
     """Score a mask store written by `submit`, one plane in memory at a time."""
     result = Evaluation()
     groups = (MaskStore(store, "labels"), MaskStore(store, "probabilities"))
     outputs: dict[str, MaskStore] = {}  # the group holding each image, looked up once, not per plane
-    for key, plane, truth in truth_planes(labels, keys, foreground):
+    for key, plane, truth in truth_planes(labels, keys, foreground, result.foreground):
         if key not in outputs:
             output = next((g for g in groups if g.image_attrs(key) is not None), None)
             if output is None:

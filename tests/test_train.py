@@ -174,12 +174,15 @@ def test_evaluate_a_mask_store_against_hand_counted_errors(tmp_path):
             str(tmp_path / "out.zarr"),
             "--labels",
             str(tmp_path / "labels"),
+            "--foreground",
+            "nonzero",  # half of the pixels each: too close for auto
             "--json",
             str(tmp_path / "e.json"),
         ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert summary["foreground"] == "nonzero (given)"
     assert summary["pixel_error"] == 4 / 64
     assert summary["iou"][1] == 32 / 36  # foreground: 32 shared, 36 in the union
 
