@@ -140,6 +140,7 @@ def submit(
     prov = provenance(spec, job_fp, model_fp, "", "")
     if dry_run or store is None:
         summary = plan_job(archive, spec, model, manifest, None, prov)
+        refuse_if_nothing_can_run(summary)
         return RunReport(
             spec.name,
             manifest.run_id,
@@ -162,6 +163,9 @@ def submit(
             }
         )
         summary = plan_job(archive, spec, model, manifest, store, prov)
+        if summary.all_refused() and not existing:
+            manifest.reset()  # a corrected job file then starts afresh, without --overwrite
+        refuse_if_nothing_can_run(summary)
         for key, reason in summary.quarantined.items():
             manifest.set_image_record(key, {"key": key, "state": "quarantined", "error": reason})
         report = RunReport(
@@ -176,6 +180,15 @@ def submit(
             report.seconds = time.perf_counter() - started
             manifest.write_run_report(report.as_dict())
     return report
+
+
+def refuse_if_nothing_can_run(summary: PlanSummary) -> None:
+    """ConfigError (exit 2) when every image was refused: a job-wide mistake (axes, channels), not bad images."""
+    if not summary.all_refused():
+        return
+    reasons = list(summary.quarantined.values())
+    shown = "\n  ".join(reasons[:3]) + (f"\n  ... and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    raise ConfigError(f"every image was refused, so nothing can run; check input.axes and the model:\n  {shown}")
 
 
 def tile_line(spec: JobSpec, geometry: Any) -> str:

@@ -94,6 +94,10 @@ class PlanSummary:
     def pending_megapixels(self) -> float:
         return sum(p.pending / max(p.total, 1) * p.n_planes * p.shape[0] * p.shape[1] / 1e6 for p in self.images)
 
+    def all_refused(self) -> bool:
+        """True when every image of the archive was quarantined at planning: nothing could run."""
+        return bool(self.quarantined) and not self.images and not self.skipped
+
     def image_lines(self, axes_given: bool) -> list[str]:
         """One line per image to process, for `plan`: what was read and what will run."""
         how = "from the job" if axes_given else "inferred"

@@ -58,7 +58,13 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, TimeoutError) as exc:  # nothing there, a wrong port, a bad scheme
+            raise ConfigError(
+                f"resources.address {address}: cannot connect to a Ray cluster there: {exc} "
+                "(a head node's GCS is host:6379 or auto; a Ray Client server is ray://host:10001)"
+            ) from None
     else:
         # A little over the core count, so reader and writer tasks run beside busy actors.
         # "local": a Ray of our own, even if a `ray start` cluster runs on this machine.

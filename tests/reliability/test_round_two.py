@@ -290,3 +290,25 @@ def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
     assert Manifest(str(tmp_path / "out.zarr")).last_run_report()["status"] == "interrupted"
     code, output = run_submit(job)
     assert code == ExitCode.OK, output
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_job_whose_every_image_is_refused_is_invalid_and_a_corrected_job_then_runs(tmp_path):
+    archive = make_archive(tmp_path / "archive")  # 2-plane, 1-channel images; the model takes 1 channel
+    job = make_job(tmp_path, archive)
+    text = job.read_text()
+    job.write_text(text.replace(f"input: {{path: {archive}}}", f"input: {{path: {archive}, axes: cyx}}"))
+    for command in (["plan", str(job)], ["submit", str(job), "--quiet"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == ExitCode.INVALID, result.output
+        assert "every image was refused" in result.output and "channel" in result.output
+    job.write_text(text)  # axes fixed: no --overwrite needed
+    code, output = submit(job)
+    assert code == ExitCode.OK, output
+
+
+def test_an_address_with_no_ray_cluster_is_a_config_error_naming_the_field(tmp_path):
+    job = make_job(tmp_path, make_archive(tmp_path / "archive"))
+    result = CliRunner().invoke(main, ["submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"])
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert "resources.address ray://127.0.0.1:9: cannot connect" in result.output
