@@ -244,17 +244,11 @@ def execute(
             if not committer.add(NET_PASS, outcome):
                 continue
             finished += 1
-            key = outcome.key
-            if outcome.failure:
-                report.units_quarantined[f"{key}:{outcome.unit.id}"] = outcome.failure.error
-            else:
-                report.units_done += 1
-                report.units_skipped += outcome.state is UnitState.SKIPPED
-                report.megapixels += outcome.megapixels
-            remaining[key] -= 1
-            if remaining[key] == 0 and not instances:
+            count_in(report, outcome)
+            remaining[outcome.key] -= 1
+            if remaining[outcome.key] == 0 and not instances:
                 committer.flush()
-                finish_image(plans[key], spec, manifest, store, report)
+                finish_image(plans[outcome.key], spec, manifest, store, report)
             if progress:
                 progress(finished, total, report.megapixels)
             record_timeline(report, time.perf_counter() - t0)
@@ -267,6 +261,16 @@ def execute(
         for plan in summary.images:
             if plan.pending == 0 and plan.key not in report.images_completed and not failed_units(report, plan.key):
                 finish_image(plan, spec, manifest, store, report)  # every unit was done before this run
+
+
+def count_in(report: RunReport, outcome: Outcome) -> None:
+    """A committed unit of the net's pass, in the run report: done (or skipped as empty), or quarantined."""
+    if outcome.failure:
+        report.units_quarantined[f"{outcome.key}:{outcome.unit.id}"] = outcome.failure.error
+        return
+    report.units_done += 1
+    report.units_skipped += outcome.state is UnitState.SKIPPED
+    report.megapixels += outcome.megapixels
 
 
 def execute_instances(

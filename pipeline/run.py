@@ -35,6 +35,8 @@ from pipeline.stages import (
 )
 
 # Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
+log = logging.getLogger(__name__)
+
 ROWS_PER_CPU_TASK = 16
 # Units a read task makes (lazily, a block at a time).  Few read tasks: each is a Ray task whose
 # start costs the model CPU on a small machine (128 tasks of 2 units each took 0.93 -> 0.78 of the
@@ -76,7 +78,19 @@ def init_ray(address: str | None) -> None:
 
 
 def check_resources(r: ResourcesSpec) -> None:
-    """ConfigError, naming the field, if the Ray cluster could never hold the actors asked for (they would wait forever)."""
+    """ConfigError, naming the field, if a local Ray could never hold the actors asked for (they would wait forever).
+
+    On a cluster (`resources.address`) an autoscaler may still add the nodes: a warning only.
+    """
+    try:
+        refuse_unschedulable(r)
+    except ConfigError as exc:
+        if not r.address:
+            raise
+        log.warning("%s; waiting for the cluster's autoscaler to add nodes", exc)
+
+
+def refuse_unschedulable(r: ResourcesSpec) -> None:
     have = ray.cluster_resources()
     cpus, gpus = float(have.get("CPU", 0)), float(have.get("GPU", 0))
     if r.gpus_per_actor > gpus:
