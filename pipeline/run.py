@@ -34,9 +34,9 @@ from pipeline.stages import (
     write_unit,
 )
 
-# Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
 log = logging.getLogger(__name__)
 
+# Rows per task of the instance pass: a task costs ~0.3 s of Ray overhead, a row of it ~0.05 s.
 ROWS_PER_CPU_TASK = 16
 # Units a read task makes (lazily, a block at a time).  Few read tasks: each is a Ray task whose
 # start costs the model CPU on a small machine (128 tasks of 2 units each took 0.93 -> 0.78 of the
