@@ -113,8 +113,19 @@ class JobLock:
             return True
         except FileExistsError:
             return False
+        except OSError:  # a file system without hard links: exclusive create, then the content
+            return self._create_exclusively()
         finally:
             os.unlink(tmp)
+
+    def _create_exclusively(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.record(), f)
+        return True
 
     def _create_on_object_store(self) -> bool:
         """Check, then create exclusively ("xb": If-None-Match on S3, GCS, Azure) where the store can."""

@@ -312,3 +312,15 @@ def test_an_address_with_no_ray_cluster_is_a_config_error_naming_the_field(tmp_p
     result = CliRunner().invoke(main, ["submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"])
     assert result.exit_code == ExitCode.INVALID, result.output
     assert "resources.address ray://127.0.0.1:9: cannot connect" in result.output
+
+
+def test_the_lock_works_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(joblock.os, "link", no_links)
+    first, second = Manifest(str(tmp_path)), Manifest(str(tmp_path))
+    with first.lock():
+        assert json.loads(lock_file(tmp_path).read_text())["run"] == first.run_id
+        with pytest.raises(JobLockedError), second.lock():
+            pass
