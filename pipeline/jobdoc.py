@@ -42,7 +42,9 @@ def type_name(annotation: Any) -> str:
     if origin is Literal:
         return " \\| ".join(f"`{v}`" for v in get_args(annotation))
     if origin in (Union, types.UnionType):
-        return " or ".join(type_name(a) for a in get_args(annotation) if a is not type(None)) + " (optional)"
+        args = get_args(annotation)
+        named = " or ".join(type_name(a) for a in args if a is not type(None))
+        return named + (" (optional)" if type(None) in args else "")
     if origin is tuple:
         return "[" + ", ".join(type_name(a) for a in get_args(annotation)) + "]"
     return getattr(annotation, "__name__", str(annotation))

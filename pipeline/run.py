@@ -99,9 +99,9 @@ def refuse_unschedulable(r: ResourcesSpec) -> None:
         raise ConfigError(
             f"resources.actors {r.actors} x gpus_per_actor {r.gpus_per_actor:g}: the Ray cluster has {gpus:g} GPU(s)"
         )
-    if r.actors * r.cpus_per_actor > cpus:
+    if r.actors * r.actor_cpus() > cpus:
         raise ConfigError(
-            f"resources.actors {r.actors} x cpus_per_actor {r.cpus_per_actor:g}: the Ray cluster has {cpus:g} CPU(s)"
+            f"resources.actors {r.actors} x cpus_per_actor {r.actor_cpus():g}: the Ray cluster has {cpus:g} CPU(s)"
         )
 
 
@@ -184,7 +184,7 @@ def unit_stream(
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests
     # are equal (ray-project/ray#54433), so a reader never asks for exactly an actor's CPUs.
-    reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.cpus_per_actor else r.cpus_per_reader * 0.999
+    reader_cpus = r.cpus_per_reader if r.cpus_per_reader != r.actor_cpus() else r.cpus_per_reader * 0.999
     ds = ds.map(read_unit, fn_kwargs={"ctx": ctx}, num_cpus=reader_cpus)
     ds = on_predictors(ds, PredictStage, ctx, r, batch_size, make_predictor)
     # write_unit returns only the small columns: a select_columns stage here would be a
@@ -214,7 +214,7 @@ def on_predictors(
         # One call at a time all the same: the actor's max_concurrency stays 1.
         compute=ray.data.ActorPoolStrategy(size=r.actors, enable_true_multi_threading=True),
         num_gpus=r.gpus_per_actor,
-        num_cpus=r.cpus_per_actor,
+        num_cpus=r.actor_cpus(),
         zero_copy_batch=True,
         # Set before the actor's first allocation: on a CPU, the model's forwards stop
         # page-faulting their activations in again (see pipeline.cpumemory).

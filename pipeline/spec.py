@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -153,7 +154,11 @@ class ResourcesSpec(Settings):
     address: str | None = Field(None, description="Ray address: auto, ray://host:10001; none = local Ray")
     actors: int = Field(1, ge=1, description="predictor actors (one model each)")
     gpus_per_actor: float = Field(0.0, ge=0, description="0 = CPU actors; 1 = one GPU per actor")
-    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs per predictor actor (its torch threads on a CPU)")
+    cpus_per_actor: float | Literal["auto"] = Field(
+        "auto",
+        description="CPUs per predictor actor (its torch threads on a CPU); auto: CPU actors on a local Ray share "
+        "the machine's cores, others take 1",
+    )
     cpus_per_reader: float = Field(0.5, gt=0, description="CPUs per read and per write task")
     io: Literal["auto", "tasks", "actor"] = Field(
         "auto",
@@ -167,6 +172,21 @@ class ResourcesSpec(Settings):
     units_per_task: int = Field(
         2, ge=1, le=64, description="units per read and write task: more amortise Ray's cost per task"
     )
+
+    @field_validator("cpus_per_actor")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if v != "auto" and float(v) <= 0:
+            raise ValueError("must be greater than 0, or auto")
+        return v
+
+    def actor_cpus(self) -> float:
+        """CPUs per predictor actor, `auto` resolved: the cores a local machine has, shared by its CPU actors."""
+        if self.cpus_per_actor != "auto":
+            return float(self.cpus_per_actor)
+        if self.gpus_per_actor == 0 and not self.address:
+            return float(max(1, (os.cpu_count() or 1) // self.actors))
+        return 1.0  # a GPU actor's host thread; on a cluster the nodes' sizes are not known here
 
     def io_in_actor(self) -> bool:
         """True when the predictor actor reads and writes its own units.

@@ -135,3 +135,14 @@ def test_input_axes_follow_the_readers_rule(tmp_path, axes):
             InputSpec(path="x", axes=axes)
     else:
         assert InputSpec(path="x", axes=axes).axes == axes.lower()
+
+
+def test_cpus_per_actor_auto_gives_a_local_cpu_actor_the_machines_cores(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert ResourcesSpec().actor_cpus() == 16  # the default: one CPU actor using every core
+    assert ResourcesSpec(actors=4).actor_cpus() == 4
+    assert ResourcesSpec(gpus_per_actor=1).actor_cpus() == 1  # a GPU actor's host thread
+    assert ResourcesSpec(address="auto").actor_cpus() == 1  # a cluster: node sizes unknown here
+    assert ResourcesSpec(cpus_per_actor=3).actor_cpus() == 3
+    with pytest.raises(ValidationError, match="greater than 0, or auto"):
+        ResourcesSpec(cpus_per_actor=0)
