@@ -270,7 +270,7 @@ def test_a_linked_label_group_in_the_output_is_refused_naming_it(tmp_path):
 # -- SIGINT and SIGTERM (issue #30) ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
     from tests.reliability.conftest import run_submit, submit_process
 
@@ -307,6 +307,7 @@ def test_a_job_whose_every_image_is_refused_is_invalid_and_a_corrected_job_then_
     assert code == ExitCode.OK, output
 
 
+@pytest.mark.slow  # the Ray Client's connection timeout: 30 s
 def test_an_address_with_no_ray_cluster_is_a_config_error_naming_the_field(tmp_path):
     job = make_job(tmp_path, make_archive(tmp_path / "archive"))
     result = CliRunner().invoke(main, ["submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"])
