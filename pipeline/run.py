@@ -176,10 +176,11 @@ def unit_stream(
     # machine, the model pays for (one unit per block: 0.70 of the bare model; two: 0.81).
     # Ray Data coalesces a read task's small blocks; asking for one block per `units_per_task`
     # units splits them again, so the actors get (and commits see) a few units at a time.
-    source = PendingUnits(segments, r.units_per_task)
-    ds: Any = ray.data.read_datasource(source, override_num_blocks=-(-source.total // r.units_per_task))
+    units = r.task_units()
+    source = PendingUnits(segments, units)
+    ds: Any = ray.data.read_datasource(source, override_num_blocks=-(-source.total // units))
     if r.io_in_actor():  # a call per block: Ray Data's cost per call is paid per block, not per unit
-        yield from on_predictors(ds, ReadPredictWriteStage, ctx, r, r.units_per_task, make_predictor).iter_rows()
+        yield from on_predictors(ds, ReadPredictWriteStage, ctx, r, units, make_predictor).iter_rows()
         return
     # Reads must stay CPU tasks of their own, not fused into the predictor actors (the
     # model must not wait on decoding).  Ray Data fuses stages whose resource requests

@@ -198,7 +198,7 @@ def test_cpu_actors_read_and_write_their_own_units_unless_told_otherwise(
     assert submit(job).status == "complete"
     assert [name for name, _ in stage_calls] == stages
     (predictor,) = [kwargs for name, kwargs in stage_calls if name.endswith("Stage")]
-    expected = job.resources.units_per_task if rows_per_call == "units_per_task" else job.inference.batch_size
+    expected = job.resources.task_units() if rows_per_call == "units_per_task" else job.inference.batch_size
     assert predictor["batch_size"] == expected
 
 

@@ -146,3 +146,12 @@ def test_cpus_per_actor_auto_gives_a_local_cpu_actor_the_machines_cores(monkeypa
     assert ResourcesSpec(cpus_per_actor=3).actor_cpus() == 3
     with pytest.raises(ValidationError, match="greater than 0, or auto"):
         ResourcesSpec(cpus_per_actor=0)
+
+
+def test_units_per_task_auto_is_small_for_a_cpu_actor_and_larger_for_reader_tasks():
+    assert ResourcesSpec().task_units() == 2  # the CPU actor reads and writes its own units
+    assert ResourcesSpec(io="tasks").task_units() == 16
+    assert ResourcesSpec(gpus_per_actor=1).task_units() == 16  # GPU actors are fed by reader tasks
+    assert ResourcesSpec(units_per_task=5).task_units() == 5
+    with pytest.raises(ValidationError, match="1 to 64, or auto"):
+        ResourcesSpec(units_per_task=65)
