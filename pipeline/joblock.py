@@ -24,6 +24,8 @@ not hold.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import socket
 import threading
@@ -36,6 +38,7 @@ from pipeline.atomic import temporary_beside, write_whole
 from pipeline.errors import JobLockedError
 
 HEARTBEAT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class JobLock:
@@ -55,7 +58,7 @@ class JobLock:
             if other is not None and not is_stale(other, stale_after):
                 raise JobLockedError(
                     f"{self.path}: job is locked by run {other.get('run')} (pid {other.get('pid')} on "
-                    f"{other.get('host')}, last heartbeat {time.time() - float(other.get('heartbeat', 0)):.0f} s ago); "
+                    f"{other.get('host')}, last heartbeat {heartbeat_age(other):.0f} s ago); "
                     "wait for it to finish, or remove the lock file if that run is dead"
                 )
             self._take_over(other)
@@ -93,11 +96,14 @@ class JobLock:
 
     def _beat(self, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
-            holder = self.holder()
-            if holder is None or holder.get("run") != self.run_id:
-                self.lost = holder or {}
-                return
-            self._write(self.path, self.record())
+            try:
+                holder = self.holder()
+                if holder is None or holder.get("run") != self.run_id:
+                    self.lost = holder or {}
+                    return
+                self._write(self.path, self.record())
+            except Exception as exc:  # a store's hiccup: the next beat tries again, well within stale_after
+                log.warning("%s: heartbeat not written: %r", self.path, exc)
 
     def _write(self, path: str, record: dict[str, Any]) -> None:
         write_whole(self.fs, path, json.dumps(record).encode(), self.local)
@@ -179,7 +185,12 @@ def is_stale(holder: dict[str, Any], stale_after: float) -> bool:
         except PermissionError:
             return False  # alive, another user's
         return False
+    return heartbeat_age(holder) > stale_after
+
+
+def heartbeat_age(holder: dict[str, Any]) -> float:
+    """Seconds since the holder's last heartbeat (infinite if it never wrote a readable one)."""
     try:
-        return time.time() - float(holder.get("heartbeat", 0)) > stale_after
+        return time.time() - float(holder.get("heartbeat", 0))
     except (TypeError, ValueError):
-        return True
+        return math.inf
