@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from pipeline.joblock import heartbeat_age
 from pipeline.manifest import NET_PASS, PASS_PREFIXES, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
@@ -145,7 +145,7 @@ def job_status(spec: JobSpec) -> str:
         lines.append(f"  instance pass: {units['instances done']} unit(s) done, {units['instances failed']} failed")
     holder = manifest.lock_holder()
     if holder:
-        age = time.time() - float(holder.get("heartbeat", 0) or 0)
+        age = heartbeat_age(holder)
         lines.append(
             f"  running now: run {holder.get('run')} (pid {holder.get('pid')} on {holder.get('host')}, "
             f"heartbeat {age:.0f} s ago); the unit counts above are what it has committed so far"
