@@ -197,7 +197,8 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
         t3 = time.perf_counter()
         row["block"] = stages.to_output(probabilities, ctx)
         t4 = time.perf_counter()
-        ray.get(ray.put(window)), ray.get(ray.put(row["block"]))
+        if not job.resources.io_in_actor():  # reader tasks: the window and the block cross the object store
+            ray.get(ray.put(window)), ray.get(ray.put(row["block"]))
         t5 = time.perf_counter()
         stages.write_from(row, ctx)
         t6 = time.perf_counter()
