@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -54,11 +55,10 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private cluster
-    # The driver's C++ log goes straight to the terminal; at its default level it prints a warning
-    # for every actor pool of Ray Data ("constructor arguments in the object store"), which says
-    # nothing to a user.  Ray's own errors still reach us as Python exceptions.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": logging.WARNING}
+    # Ray's core worker installs its own SIGTERM handler (it aborts the process); the CLI's, which
+    # commits, records and releases the lock first, is put back once Ray is up.
+    sigterm = signal.getsignal(signal.SIGTERM)
     if address:
         try:
             ray.init(address=address, **kwargs)
@@ -71,6 +71,8 @@ def init_ray(address: str | None) -> None:
         # A little over the core count, so reader and writer tasks run beside busy actors.
         # "local": a Ray of our own, even if a `ray start` cluster runs on this machine.
         ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 2, **kwargs)
+    if callable(sigterm):
+        signal.signal(signal.SIGTERM, sigterm)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -200,7 +202,7 @@ def on_predictors(
     ctx: StageContext,
     r: ResourcesSpec,
     rows_per_call: int,
-    make_predictor: PredictorFactory | None,
+    make_predictor: PredictorFactory | None = None,
 ) -> Any:
     """`ds` mapped by `stage` on the pool of predictor actors (one model each), `rows_per_call` rows a call."""
     return ds.map_batches(

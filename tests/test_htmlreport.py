@@ -114,6 +114,7 @@ def test_hostile_file_names_are_quarantined_and_escaped_in_the_report(tmp_path):
     archive = tmp_path / "in"
     archive.mkdir()
     tifffile.imwrite(archive / "<script>x.tif", np.zeros((1, 20, 20), np.uint8))
+    tifffile.imwrite(archive / "good.tif", np.zeros((1, 20, 20), np.uint8))  # not every image refused: exit 3
     result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, archive)), "--quiet"])
     assert result.exit_code == ExitCode.PARTIAL, result.output
     text = (tmp_path / "out.zarr" / "report.html").read_text()

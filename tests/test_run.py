@@ -205,7 +205,7 @@ def test_cpu_actors_read_and_write_their_own_units_unless_told_otherwise(
 class ThreadProbe:
     """A stand-in predictor stage: says whether each call ran on the thread that built it."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, make_predictor=None):
         self.built_on = threading.get_ident()
 
     def __call__(self, batch):
