@@ -35,8 +35,8 @@ def reports_errors(command: F) -> F:
             sys.exit(ExitCode.INVALID)
         except KeyboardInterrupt:
             click.echo(
-                "interrupted: every unit committed so far is kept (run record: interrupted); "
-                "the same submit again resumes where this one stopped",
+                "interrupted: everything committed so far is kept; the same submit again (train: with --resume) "
+                "continues where this run stopped",
                 err=True,
             )
             sys.exit(ExitCode.INTERRUPTED)

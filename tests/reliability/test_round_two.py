@@ -284,7 +284,7 @@ def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
     proc.send_signal(signum)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == ExitCode.INTERRUPTED, output
-    assert "same submit again resumes" in output
+    assert "the same submit again" in output and "continues where this run stopped" in output
     assert "Traceback" not in output
     assert not (tmp_path / "out.zarr" / ".manifest" / "lock.json").exists()
     assert Manifest(str(tmp_path / "out.zarr")).last_run_report()["status"] == "interrupted"
