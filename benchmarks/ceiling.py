@@ -32,9 +32,11 @@ GPU busy >= 0.9 where the CPUs can feed it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -264,10 +266,10 @@ def simulated_gpu(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         str(volume),
         str(work / "out-gpu"),
         args.unit,
-        "tasks",
-        args.cpus_per_actor,
+        resources(args, "tasks"),
         args.simulate,
         str(log),
+        0,
     )
     from benchmarks.simulated import busy_figures
 
@@ -292,7 +294,10 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="sa-ceiling-"))
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [one_size(work, units, args) for units in args.units]
+    sizes = []
+    for units in args.units:
+        sizes.append(one_size(work, units, args))
+        print(json.dumps(sizes[-1]), file=sys.stderr, flush=True)  # kept if a later size fails
     figures: dict[str, Any] = {"resources": resources(args, args.io), "sizes": sizes}
     if len(sizes) > 1:
         first, last = sizes[0]["pipeline"], sizes[-1]["pipeline"]
