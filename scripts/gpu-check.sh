@@ -20,7 +20,8 @@ paper=configs/models/unet-paper.yaml
 if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA device here (torch $(python -c 'import torch; print(torch.__version__)')): CPU smoke run only"
     python -m benchmarks.model --config "$paper" --block 388 --tile 572 --seconds 3 > "$out/model-cpu.json"
-    python -m benchmarks.ceiling --units 64 --unit 128 --split 16 --raw-seconds 5 > "$out/ceiling-smoke.json"
+    python -m benchmarks.ceiling --units 64 --unit 128 --split 16 --raw-seconds 5 --simulate 20 --simulate-units 64 \
+        > "$out/ceiling-smoke.json"
     echo "CPU smoke run done: $out"
     exit 0
 fi
