@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -71,7 +72,7 @@ def init_ray(address: str | None) -> None:
         # A little over the core count, so reader and writer tasks run beside busy actors.
         # "local": a Ray of our own, even if a `ray start` cluster runs on this machine.
         ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 2, **kwargs)
-    if callable(sigterm):
+    if callable(sigterm) and threading.current_thread() is threading.main_thread():  # handlers live there only
         signal.signal(signal.SIGTERM, sigterm)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
