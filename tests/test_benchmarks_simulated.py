@@ -60,6 +60,7 @@ def null_job(tmp_path, planes):
     return JobSpec.model_validate(doc)
 
 
+@pytest.mark.usefixtures("local_ray")  # Ray is shut down after this module: its workers do not outlive it
 def test_submit_runs_the_given_predictor_in_the_actors(tmp_path):
     log = tmp_path / "calls"
     log.mkdir()
@@ -74,6 +75,7 @@ def test_submit_runs_the_given_predictor_in_the_actors(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("local_ray")
 def test_the_drivers_memory_stays_flat_in_the_number_of_units(tmp_path):
     """Python's allocations on the driver (numpy's included) peak alike for 8x the units."""
     peaks = []
