@@ -309,6 +309,9 @@ def test_a_job_whose_every_image_is_refused_is_invalid_and_a_corrected_job_then_
 
 @pytest.mark.slow  # the Ray Client's connection timeout: 30 s
 def test_an_address_with_no_ray_cluster_is_a_config_error_naming_the_field(tmp_path):
+    import ray
+
+    ray.shutdown()  # a Ray this process already runs (another test's) would be used whatever the address
     job = make_job(tmp_path, make_archive(tmp_path / "archive"))
     result = CliRunner().invoke(main, ["submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"])
     assert result.exit_code == ExitCode.INVALID, result.output
