@@ -101,8 +101,8 @@ def score_instances(key: str, plane: int, objects: np.ndarray, truth: np.ndarray
 AMBIGUOUS_SHARE = 0.4
 
 
-def polarity(raw: np.ndarray, foreground: str, where: str) -> tuple[str, float]:
-    """("zero" or "nonzero", the share of foreground pixels) for a binary label plane; InputError if unusable."""
+def polarity(raw: np.ndarray, foreground: str, where: str) -> str:
+    """ "zero" or "nonzero": which pixels of a binary label plane are the foreground; InputError if unusable."""
     values = np.unique(raw)
     if len(values) > 2:
         shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
@@ -117,8 +117,8 @@ def polarity(raw: np.ndarray, foreground: str, where: str) -> tuple[str, float]:
                 f"{where}: cannot tell which label value is the foreground ({zero_share:.0%} of pixels are 0, "
                 f"{1 - zero_share:.0%} are not): give --foreground zero or --foreground nonzero"
             )
-        foreground = "zero" if zero_share < 0.5 else "nonzero"
-    return foreground, zero_share if foreground == "zero" else 1 - zero_share
+        return "zero" if zero_share < 0.5 else "nonzero"
+    return foreground
 
 
 def truth_planes(
@@ -131,7 +131,7 @@ def truth_planes(
         h, w = image.plane_shape
         for plane in range(image.n_planes):
             raw = image.read(plane, slice(0, h), slice(0, w))[0]
-            used, _ = polarity(raw, foreground, f"{image.source} plane {plane}")
+            used = polarity(raw, foreground, f"{image.source} plane {plane}")
             if chosen is not None:
                 how = "auto: the rarer value" if foreground == "auto" else "given"
                 chosen[f"{key}:{plane}"] = f"{used} ({how})"

@@ -17,6 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from pipeline.settings import settings_type
 from pipeline.spec import JobSpec
 
 HEADER = """# The job file
@@ -27,14 +28,6 @@ names `file:line` and the field.  Relative paths are relative to the job file, `
 home folder; object stores take their credentials from the environment, never from here.
 This page is generated from the spec itself (`python -m pipeline.jobdoc`).
 """
-
-
-def settings_type(annotation: Any) -> type[BaseModel] | None:
-    """The settings class a field holds (directly or optionally), if any."""
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def type_name(annotation: Any) -> str:

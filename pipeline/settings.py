@@ -41,18 +41,21 @@ class Settings(BaseModel):
         return cls.from_yaml_document(parse_yaml(text, source))
 
 
+def settings_type(annotation: Any) -> type[BaseModel] | None:
+    """The settings class a field holds (directly or optionally), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names of the settings object at `loc` below `model` ([] if loc does not lead to one)."""
+    inner: type[BaseModel] | None = model
     for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
-        models = [a for a in inner if issubclass(a, BaseModel)]
-        if not models:
-            return []
-        model = models[0]
-    return list(model.model_fields)
+        field = inner.model_fields.get(str(part)) if inner else None
+        inner = settings_type(field.annotation) if field else None
+    return list(inner.model_fields) if inner else []
 
 
 def describe_validation_error(

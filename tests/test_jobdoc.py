@@ -9,7 +9,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "job-file.md"
 
 
 def every_field(model, prefix=""):
-    from pipeline.jobdoc import settings_type
+    from pipeline.settings import settings_type
 
     for name, field in model.model_fields.items():
         yield prefix + name
