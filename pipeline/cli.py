@@ -101,8 +101,11 @@ JOB = click.argument("job_path", metavar="JOB.yaml", type=click.Path(dir_okay=Fa
 @click.option("--dry-run", is_flag=True, help="Plan and print what would run; start nothing, write nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace masks written by a different job (model or settings changed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--verify", is_flag=True, help="First check that every finished unit's chunk is in the output; redo the lost."
+)
 @reports_errors
-def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, quiet: bool) -> None:
+def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, quiet: bool, verify: bool) -> None:
     """Run the job JOB.yaml: plan, predict, write masks, record progress.
 
     Resumes where a killed run stopped; a rerun processes only new or changed
@@ -121,7 +124,7 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
         spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"address": address})})
 
     with unit_progress(enabled=not quiet and not dry_run) as hook:
-        report = run_job(spec, overwrite=overwrite, dry_run=dry_run, progress=hook)
+        report = run_job(spec, overwrite=overwrite, dry_run=dry_run, progress=hook, verify=verify)
     print_report(report)
     if not dry_run:
         write_report_json(spec.output.path, report)
@@ -170,13 +173,16 @@ def plan(job_path: str) -> None:
 
 @main.command()
 @JOB
+@click.option(
+    "--verify", is_flag=True, help="Also list the output (no chunk is read) for finished units whose chunk was lost."
+)
 @reports_errors
-def status(job_path: str) -> None:
-    """Done / pending / failed units of the job, and its last run."""
+def status(job_path: str, verify: bool) -> None:
+    """Done / pending / failed units of the job, and its last run.  Changes nothing."""
     from pipeline.report import job_status
     from pipeline.spec import JobSpec
 
-    click.echo(job_status(JobSpec.load(job_path)))
+    click.echo(job_status(JobSpec.load(job_path), verify=verify))
 
 
 @main.command()

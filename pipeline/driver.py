@@ -33,6 +33,7 @@ from pipeline.runtime import load_model
 from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import PredictorFactory, StageContext, describe_failure
 from pipeline.tiling import tile_length
+from pipeline.verify import reopen_lost, verify_lines, verify_output
 
 ProgressHook = Callable[[int, int, float], None]  # (units finished, units total, megapixels so far)
 Stream = Callable[[], Iterator[dict[str, Any]]]
@@ -128,9 +129,11 @@ def submit(
     dry_run: bool = False,
     progress: ProgressHook | None = None,
     make_predictor: PredictorFactory | None = None,
+    verify: bool = False,
 ) -> RunReport:
     """Run (or resume, or top up) the job; returns the run report (also written to the manifest).
 
+    `verify` first checks the output against the manifest and redoes what was lost (pipeline.verify).
     `make_predictor` replaces the job's model in the predictor actors (benchmarks: a simulated GPU).
     """
     started = time.perf_counter()
@@ -149,6 +152,7 @@ def submit(
             images_quarantined=summary.quarantined,
             dry_run=True,
             plan_lines=[tile_line(spec, model.geometry), *summary.image_lines(spec.input.axes is not None)],
+            verify_lines=verify_lines(verify_output(spec.output.path, spec.output.kind)) if verify else [],
         )
     with manifest.lock():
         existing = manifest.job()
@@ -162,6 +166,8 @@ def submit(
                 "spec": spec.model_dump(mode="json"),
             }
         )
+        checked = verify_output(spec.output.path, spec.output.kind) if verify else []
+        reopen_lost(manifest, checked)
         summary = plan_job(archive, spec, model, manifest, store, prov)
         if summary.all_refused() and not existing:
             manifest.reset()  # a corrected job file then starts afresh, without --overwrite
@@ -169,7 +175,12 @@ def submit(
         for key, reason in summary.quarantined.items():
             manifest.set_image_record(key, {"key": key, "state": "quarantined", "error": reason})
         report = RunReport(
-            spec.name, manifest.run_id, job_fp, summary.as_dict(), images_quarantined=dict(summary.quarantined)
+            spec.name,
+            manifest.run_id,
+            job_fp,
+            summary.as_dict(),
+            images_quarantined=dict(summary.quarantined),
+            verify_lines=verify_lines(checked) if verify else [],
         )
         try:
             execute(spec, model, summary, manifest, store, report, progress, make_predictor)

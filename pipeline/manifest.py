@@ -37,6 +37,7 @@ from pipeline.atomic import write_whole
 from pipeline.errors import OutputError
 from pipeline.joblock import JobLock
 from pipeline.names import image_name
+from pipeline.outcome import UnitState
 
 MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
@@ -67,7 +68,7 @@ class Manifest:
     def __post_init__(self) -> None:
         self.fs, self.root = fsspec.core.url_to_fs(self.url.rstrip("/") + "/" + MANIFEST_DIR)
         self._seq = 0
-        self._described: set[tuple[str, str]] = set()  # (pass, image) whose meta.json this run wrote
+        self._described: set[str] = set()  # state folders whose meta.json this run wrote
         self.local = "file" in self.fs.protocol
         self._lock: JobLock | None = None
 
@@ -121,7 +122,11 @@ class Manifest:
     # -- images -------------------------------------------------------------------------
 
     def image_record(self, key: str) -> dict[str, Any] | None:
-        return self.read_json(self._path("images", image_name(key) + ".json"))
+        return self.image_record_of(image_name(key))
+
+    def image_record_of(self, name: str) -> dict[str, Any] | None:
+        """The record of the image whose `image_name` is `name`."""
+        return self.read_json(self._path("images", name + ".json"))
 
     def set_image_record(self, key: str, record: dict[str, Any]) -> None:
         self.write_text(self._path("images", image_name(key) + ".json"), json.dumps(record, sort_keys=True))
@@ -175,10 +180,10 @@ class Manifest:
     def commit_states(self, key: str, pass_name: str, input_fp: str, states: np.ndarray, chunks: Iterable[int]) -> None:
         """Write the state files `chunks` (numbers of STATE_CHUNK-unit spans) of one image, each whole."""
         folder = self._states_dir(pass_name, key)
-        if (pass_name, key) not in self._described:
+        if folder not in self._described:
             meta = {"input": input_fp, "units": int(len(states)), "chunk": STATE_CHUNK}
             self.write_text(folder + "/meta.json", json.dumps(meta, sort_keys=True))
-            self._described.add((pass_name, key))
+            self._described.add(folder)
         for c in sorted(chunks):
             self.write_bytes(f"{folder}/{c}.u8", states[c * STATE_CHUNK : (c + 1) * STATE_CHUNK].tobytes())
 
@@ -215,14 +220,35 @@ class Manifest:
 
     def forget_image(self, key: str) -> None:
         """Drop an image's records (its input changed: every unit is pending again)."""
-        name = image_name(key)
+        self.forget_folder(image_name(key))
+
+    def forget_folder(self, name: str) -> None:
+        """`forget_image` of the image whose `image_name` is `name`."""
         paths = [self._path("images", name + ".json"), self._path("instances", name)]
         for pass_name in (NET_PASS, INSTANCE_PASS):
-            self._described.discard((pass_name, key))
+            self._described.discard(self._path("states", pass_name, name))
             paths += [self._path("states", pass_name, name), self._path("failures", pass_name, name)]
         for path in paths:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
+
+    def reopen_units(self, name: str, pass_name: str, units: np.ndarray) -> None:
+        """Make units of the image whose `image_name` is `name` pending again (their output was lost),
+        and the image unfinished, so that the next submit redoes exactly those units."""
+        states = self.folder_unit_states(name, pass_name)
+        if states is None or not len(units):
+            return
+        states[units] = UnitState.PENDING
+        folder = self._path("states", pass_name, name)
+        for c in np.unique(units // STATE_CHUNK):
+            self.write_bytes(f"{folder}/{c}.u8", states[c * STATE_CHUNK : (c + 1) * STATE_CHUNK].tobytes())
+        self.unfinish(name)
+
+    def unfinish(self, name: str) -> None:
+        """Drop the image record of `name`, so that the next submit plans it and finishes it again."""
+        record = self._path("images", name + ".json")
+        if self.fs.exists(record):
+            self.fs.rm(record)
 
     # -- instances ------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class RunReport:
     timeline: list[tuple[float, float]] = field(default_factory=list)
     dry_run: bool = False
     plan_lines: list[str] = field(default_factory=list)  # a dry run's per-image and tile lines
+    verify_lines: list[str] = field(default_factory=list)  # --verify: what the output had lost
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: what was committed stays, a submit resumes
 
     @property
@@ -78,6 +79,8 @@ def print_report(report: RunReport) -> None:
         if i == MAX_LISTED:
             console.print(f"  ... and {len(report.plan_lines) - MAX_LISTED} more image(s)")
             break
+        console.print(f"  {line}", highlight=False, markup=False)
+    for line in report.verify_lines:
         console.print(f"  {line}", highlight=False, markup=False)
     if not report.dry_run:
         console.print(
@@ -127,7 +130,9 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
     return images, units
 
 
-def job_status(spec: JobSpec) -> str:
+def job_status(spec: JobSpec, verify: bool = False) -> str:
+    """What `status` prints: images and units per state, the lock's holder, the last run; with `verify`,
+    what the output has lost since (pipeline.verify)."""
     manifest = Manifest(spec.output.path)
     job = manifest.job()
     if job is None:
@@ -155,4 +160,8 @@ def job_status(spec: JobSpec) -> str:
             f"  last run {last.get('run_id')}: {last.get('status')}, {last.get('units_done')} unit(s), "
             f"{last.get('megapixels_per_second')} Mpx/s"
         )
+    if verify:
+        from pipeline.verify import verify_lines, verify_output
+
+        lines += ["  " + line for line in verify_lines(verify_output(spec.output.path, spec.output.kind))]
     return "\n".join(lines)

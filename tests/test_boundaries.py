@@ -43,6 +43,7 @@ RULES = {
     "names": {"torch", "ray", "zarr", "tifffile", "fsspec", "numpy"},
     "joblock": {"torch", "ray", "zarr", "numpy"},
     "outputplace": {"torch", "ray", "zarr"},
+    "verify": {"torch", "ray", "tifffile"},  # listings and metadata: never the model, never the input
 }
 RAY_ALLOWED = {"run", "train/distributed"}
 

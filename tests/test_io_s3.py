@@ -4,6 +4,7 @@ Credentials and the endpoint come from the environment (FSSPEC_S3_ENDPOINT_URL,
 AWS_*), never from a job file.
 """
 
+import fsspec
 import numpy as np
 import pytest
 import tifffile
@@ -86,6 +87,7 @@ def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
     from pipeline.driver import submit
     from pipeline.run import init_ray
     from pipeline.spec import JobSpec
+    from pipeline.verify import verify_output
 
     (tmp_path / "model.yaml").write_text("depth: 2\nbase: 4\npadding: same\nnorm: batch\n")
     job = JobSpec.model_validate(
@@ -101,11 +103,18 @@ def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
     init_ray(None)  # workers inherit the endpoint and credentials from this environment
     try:
         report = submit(job)
+        assert report.status == "complete" and report.units_done == 2 * 2 * 2 * 2
+        store = zarr.storage.FsspecStore.from_url("s3://archive/masks.zarr/labels/b/0", read_only=True)
+        assert zarr.open_array(store, mode="r").shape == (2, 60, 50)
+        fs = fsspec.filesystem("s3")
+        fs.rm("archive/masks.zarr/labels/b/0/1/0/1")  # a bucket rule or a hand deleted one chunk
+        lost = {c.name: list(c.lost_units["net"]) for c in verify_output(job.output.path, "labels")}
+        assert lost == {"a": [], "b": [5]}  # plane 1, row 0, col 1 of 2 x 2
+        assert submit(job, verify=True).units_done == 1
+        fs.invalidate_cache()
+        assert fs.exists("archive/masks.zarr/labels/b/0/1/0/1")
     finally:
         ray.shutdown()
-    assert report.status == "complete" and report.units_done == 2 * 2 * 2 * 2
-    store = zarr.storage.FsspecStore.from_url("s3://archive/masks.zarr/labels/b/0", read_only=True)
-    assert zarr.open_array(store, mode="r").shape == (2, 60, 50)
 
 
 def test_the_job_lock_on_s3_refuses_a_second_run_and_is_released(s3):

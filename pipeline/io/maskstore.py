@@ -20,6 +20,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 import zarr
+from zarr.core.array_spec import ArrayConfigParams
 
 from pipeline.errors import OutputError
 from pipeline.io.archive import natural_key
@@ -32,6 +33,8 @@ NGFF_VERSION = "0.4"
 SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 # Images whose level-0 array a store keeps open for writing: reopening reads its metadata, 2 ms a block.
 OPEN_FOR_WRITING = 8
+# Every chunk is written, even all-background: a missing chunk then always means a lost one (pipeline.verify).
+WRITE_EVERY_CHUNK: ArrayConfigParams = {"write_empty_chunks": True}
 
 
 def semantic_kind(kind: str) -> str:
@@ -158,10 +161,17 @@ class MaskStore:
 
     def image_attrs(self, key: str) -> dict[str, Any] | None:
         try:
-            group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r", zarr_format=2)
-        except Exception:
+            group = self.image_group(image_name(key))
+        except OutputError:
             return None
         return dict(group.attrs)
+
+    def image_group(self, name: str) -> zarr.Group:
+        """The output group of the image whose `image_name` is `name`, read-only; OutputError if it is gone."""
+        try:
+            return zarr.open_group(self._store(read_only=True), path=f"{self.group_name}/{name}", mode="r")
+        except Exception as exc:
+            raise OutputError(f"{self.url}: no output group {self.group_name}/{name}: {exc}") from None
 
     def write_block(
         self, key: str, plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice, block: np.ndarray
@@ -179,7 +189,7 @@ class MaskStore:
         if key not in self._writing:
             if len(self._writing) >= OPEN_FOR_WRITING:
                 self._writing.clear()
-            self._writing[key] = self.level0(key)
+            self._writing[key] = self.level0(key).with_config(WRITE_EVERY_CHUNK)
         return self._writing[key]
 
     def read_region(self, key: str, plane_coords: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
@@ -248,6 +258,7 @@ class MaskStore:
                 fill_value=0,
                 chunk_key_encoding={"name": "v2", "separator": "/"},
                 overwrite=True,
+                config=WRITE_EVERY_CHUNK,
             )
             da.store(down.rechunk(target.chunks), target, lock=False)
             current = da.from_zarr(target)
