@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from click.testing import CliRunner
 
-from pipeline.cli import main
 from pipeline.driver import submit
-from pipeline.errors import ExitCode
 from pipeline.plan import UnitGrid
 from pipeline.spec import JobSpec, SkipEmpty
 from pipeline.verify import chunk_key, verify_output
@@ -53,32 +50,6 @@ def test_every_chunk_is_written_even_all_background(tmp_path):
     level0 = tmp_path / "out.zarr/labels/resin/0"
     assert len([p for p in level0.rglob("*") if p.is_file() and p.name[0] != "."]) == 8
     assert all(c.intact for c in verify_output(job.output.path, job.output.kind))
-
-
-def test_lost_chunks_are_named_by_status_and_redone_by_submit_verify_byte_for_byte(tmp_path):
-    job = completed_job(tmp_path)
-    out = tmp_path / "out.zarr"
-    before = store_bytes(out)
-    unit_chunk(out, "labels", "img0", 9 + 4, SHAPE).unlink()  # plane 1, the middle unit
-    pyramid_chunk = next(p for p in (out / "labels/img1/1").rglob("*") if p.is_file() and p.name[0] != ".")
-    pyramid_chunk.unlink()
-    runner = CliRunner()
-
-    status = runner.invoke(main, ["status", str(tmp_path / "job.yaml"), "--verify"])
-    assert status.exit_code == 0, status.output
-    assert "img0: 1 finished unit(s) without a chunk (units 13)" in status.output
-    assert "img1: pyramid level(s) labels 1 incomplete" in status.output
-    assert "2 of 2 image(s) lost output" in status.output
-
-    assert submit(job).units_done == 0  # without --verify the manifest is trusted: nothing to do
-    assert not unit_chunk(out, "labels", "img0", 13, SHAPE).exists()
-
-    result = runner.invoke(main, ["submit", str(tmp_path / "job.yaml"), "--verify", "--quiet"])
-    assert result.exit_code == ExitCode.OK, result.output
-    assert "done: 1 unit(s)" in result.output  # exactly the lost unit, and img1's pyramid rebuilt
-    assert store_bytes(out) == before
-    again = runner.invoke(main, ["status", str(tmp_path / "job.yaml"), "--verify"])
-    assert "every finished unit of 2 image(s) has its chunk" in again.output
 
 
 def test_a_lost_label_group_redoes_its_image_and_only_it(tmp_path):

@@ -1,9 +1,9 @@
-"""Reliability round 2: inputs that would share a name, the job lock, and the output's place.
+"""Reliability round 2: inputs that would share a name, the job lock, the output's place, lost output.
 
 Each test failed on the code before this round: three inputs silently lost to a
 fourth's key, a live run's lock taken on its heartbeat's age, an empty lock file
 corrupt forever, a lock overwritten by a run that had lost it, and a user's
-folder (or the input itself) overwritten by a submit.
+folder (or the input itself) overwritten by a submit, a lost chunk reported complete forever.
 """
 
 import json
@@ -21,12 +21,13 @@ from click.testing import CliRunner
 
 from pipeline import joblock
 from pipeline.cli import main
+from pipeline.driver import submit as run_job
 from pipeline.errors import ConfigError, ExitCode, InputError, JobLockedError
 from pipeline.io import open_archive
 from pipeline.manifest import Manifest
 from pipeline.outputplace import check_output_place
 from pipeline.spec import JobSpec
-from tests.jobs import make_archive, make_job
+from tests.jobs import make_archive, make_job, store_bytes, unit_chunk
 
 pytestmark = pytest.mark.reliability
 
@@ -328,3 +329,35 @@ def test_the_lock_works_where_the_file_system_has_no_hard_links(tmp_path, monkey
         assert json.loads(lock_file(tmp_path).read_text())["run"] == first.run_id
         with pytest.raises(JobLockedError), second.lock():
             pass
+
+
+# -- 9. output lost after it was written ----------------------------------------------------
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_output_lost_after_a_complete_run_is_named_by_status_and_redone_by_submit_verify(tmp_path):
+    """#31.9: a store that lost a chunk and a pyramid chunk was reported complete forever."""
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in")))
+    assert run_job(job).status == "complete"
+    out = tmp_path / "out.zarr"
+    before = store_bytes(out)
+    unit_chunk(out, "labels", "img0", 9 + 4, (70, 90)).unlink()  # plane 1, the middle unit
+    pyramid_chunk = next(p for p in (out / "labels/img1/1").rglob("*") if p.is_file() and p.name[0] != ".")
+    pyramid_chunk.unlink()
+    runner = CliRunner()
+
+    status = runner.invoke(main, ["status", str(tmp_path / "job.yaml"), "--verify"])
+    assert status.exit_code == 0, status.output
+    assert "img0: 1 finished unit(s) without a chunk (units 13)" in status.output
+    assert "img1: pyramid level(s) labels 1 incomplete" in status.output
+    assert "2 of 2 image(s) lost output" in status.output
+
+    assert run_job(job).units_done == 0  # without --verify the manifest is trusted: nothing to do
+    assert not unit_chunk(out, "labels", "img0", 13, (70, 90)).exists()
+
+    result = runner.invoke(main, ["submit", str(tmp_path / "job.yaml"), "--verify", "--quiet"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "done: 1 unit(s)" in result.output  # exactly the lost unit, and img1's pyramid rebuilt
+    assert store_bytes(out) == before
+    again = runner.invoke(main, ["status", str(tmp_path / "job.yaml"), "--verify"])
+    assert "every finished unit of 2 image(s) has its chunk" in again.output
