@@ -67,7 +67,7 @@ def main() -> None:
       segment-archive model info MODEL          config, parameters, tile geometry
 
     Exit codes: 0 complete, 2 invalid input, 3 partial (some units
-    quarantined), 4 job locked by another run, 130 interrupted (Ctrl-C or
+    quarantined) or warned (the output needs a look), 4 job locked by another run, 130 interrupted (Ctrl-C or
     SIGTERM; submit again to resume), 1 unexpected failure.
     """
 
@@ -109,8 +109,8 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     """Run the job JOB.yaml: plan, predict, write masks, record progress.
 
     Resumes where a killed run stopped; a rerun processes only new or changed
-    images.  Exit status: 0 complete, 3 partial (see the quarantined units),
-    2 invalid job, 4 another run holds the lock, 130 interrupted (Ctrl-C or
+    images.  Exit status: 0 complete, 3 partial or warned (see the quarantined
+    units and the warnings), 2 invalid job, 4 another run holds the lock, 130 interrupted (Ctrl-C or
     SIGTERM: finished units are committed and the lock released first).
     """
     from pipeline.driver import submit as run_job
@@ -129,7 +129,7 @@ def submit(job_path: str, address: str | None, dry_run: bool, overwrite: bool, q
     if not dry_run:
         write_report_json(spec.output.path, report)
         write_html_report(spec.output.path)
-    sys.exit(ExitCode.PARTIAL if report.status == "partial" else ExitCode.OK)
+    sys.exit(ExitCode.PARTIAL if report.status in ("partial", "warnings") else ExitCode.OK)
 
 
 def write_html_report(output: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.committer import Committer
 from pipeline.errors import ConfigError
-from pipeline.instancepass import InstancePass, relabel_unit, summarise_unit, write_object_table
+from pipeline.instancepass import InstancePass, halo_warning, relabel_unit, summarise_unit, write_object_table
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
@@ -371,6 +371,9 @@ def finish_instances(
     if not failed_units(report, plan.key):
         planes = work.plane_objects(plan)
         write_object_table(spec.output.path, plan.key, planes)
+        warning = halo_warning(plan.key, planes, spec.output.instances or InstancesSpec())
+        if warning:
+            report.warnings[plan.key] = warning
         MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
         report.objects += sum(objects.count for _, _, objects in planes)
     work.forget(plan)
@@ -399,7 +402,8 @@ def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: Mask
         )
         return
     store.build_pyramid(plan.key, spec.output.pyramid_levels)
-    manifest.set_image_record(
-        plan.key, {"key": plan.key, "input": plan.input, "state": "complete", "units": plan.total}
-    )
+    record = {"key": plan.key, "input": plan.input, "state": "complete", "units": plan.total}
+    if plan.key in report.warnings:
+        record["warning"] = report.warnings[plan.key]  # kept for report.html, and for status after this run
+    manifest.set_image_record(plan.key, record)
     report.images_completed.append(plan.key)

@@ -49,6 +49,6 @@ class ExitCode:
     OK = 0  # everything asked for is done
     FAILED = 1  # an unexpected error (a bug, or the environment): see the traceback
     INVALID = 2  # the job, config, checkpoint or command line is invalid: nothing ran
-    PARTIAL = 3  # the job ran, but some units are quarantined (listed in the report)
+    PARTIAL = 3  # the job ran, but some units are quarantined, or a warning says the output needs a look
     LOCKED = 4  # another run of the same job holds the lock
     INTERRUPTED = 130  # stopped by Ctrl-C; submit again to resume

@@ -70,6 +70,16 @@ def halo_for(rule: InstancesSpec) -> int:
     return rule.halo if rule.method == "watershed" else 0
 
 
+def kept_whole(columns: dict[str, np.ndarray], rule: InstancesSpec) -> np.ndarray:
+    """Which objects of a plane (rows of its object table) the halo condition kept whole: wider or taller
+    than `halo`, so never split by the watershed, however many seeds they hold."""
+    if rule.method != "watershed":
+        return np.zeros(len(columns["id"]), bool)
+    height = columns["bbox_y1"] - columns["bbox_y0"]
+    width = columns["bbox_x1"] - columns["bbox_x0"]
+    return (height > rule.halo) | (width > rule.halo)
+
+
 def block_ids(probability: np.ndarray, where: BlockWindow, number: int, rule: InstancesSpec) -> np.ndarray:
     """Provisional uint64 ids of the core block, from the (h, w) object probability of the window."""
     mask = probability >= rule.threshold

@@ -191,6 +191,7 @@ def summary_section(data: ReportData) -> str:
         ["images quarantined", data.count("quarantined")],
         ["images in progress (a run stopped before they were finished)", data.in_progress],
         ["units quarantined", len(data.unit_failures)],
+        ["images with a warning", sum(1 for r in data.images if r.get("warning"))],
         ["runs recorded", len(data.runs)],
     ]
     return "<h2>Summary</h2>" + table(["", "count"], rows)
@@ -239,6 +240,14 @@ def failures_section(data: ReportData) -> str:
     return '<h2 class="bad">Quarantined</h2>' + table(["image or unit", "reason"], [list(i) for i in shown]) + more
 
 
+def warnings_section(data: ReportData) -> str:
+    """Images whose output needs a look (the warning their run recorded); nothing when there are none."""
+    items = [[r["key"], r["warning"]] for r in data.images if r.get("warning")]
+    if not items:
+        return ""
+    return '<h2 class="bad">Warnings</h2>' + table(["image", "warning"], items[:MAX_FAILURES_LISTED])
+
+
 def render_html(data: ReportData, overlays: list[Preview], thumbnails: list[Preview], notes: list[str]) -> str:
     spec = data.spec
     title = html.escape(f"segment-archive report: {spec.name}")
@@ -253,7 +262,7 @@ def render_html(data: ReportData, overlays: list[Preview], thumbnails: list[Prev
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{STYLE}</style></head><body><h1>{title}</h1>{meta}"
-        f"{summary_section(data)}{runs_section(data)}{failures_section(data)}"
+        f"{summary_section(data)}{runs_section(data)}{failures_section(data)}{warnings_section(data)}"
         f'<h2>Mask over image (sampled planes)</h2><div class="overlays">{pictures}</div>'
         f'<h2>Thumbnails</h2><div class="grid">{grid}</div>'
         + (f"<h2>Notes</h2><ul>{note_html}</ul>" if notes else "")

@@ -27,7 +27,7 @@ import fsspec
 import numpy as np
 
 from pipeline.errors import ConfigError, OutputError
-from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for
+from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
 from pipeline.instances import BlockGrid
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
@@ -179,6 +179,27 @@ class InstancePass:
 
     def pending(self, plan: ImagePlan) -> int:
         return plan.pending_in(INSTANCE_PASS)
+
+
+def halo_warning(key: str, planes: ImageObjects, rule: InstancesSpec) -> str:
+    """What to tell the user when the watershed left objects whole because they exceed the halo ("" if none)."""
+    counts, areas, largest, foreground = 0, 0, 0, 0
+    for _, _, objects in planes:
+        c = objects.columns
+        whole = kept_whole(c, rule)
+        counts += int(whole.sum())
+        areas += int(c["area"][whole].sum())
+        foreground += int(c["area"].sum())
+        sides = np.maximum(c["bbox_y1"] - c["bbox_y0"], c["bbox_x1"] - c["bbox_x0"])[whole]
+        largest = max(largest, int(sides.max(initial=0)))
+    if not counts:
+        return ""
+    return (
+        f"{key}: {counts} object(s) wider or taller than output.instances.halo ({rule.halo} px) were kept whole, "
+        f"never split by the watershed ({areas / max(foreground, 1):.0%} of the objects' area, the largest "
+        f"{largest} px across); set output.instances.halo to {largest} to split them (a block then reads "
+        f"that much around it), or raise output.instances.threshold so that objects are cell-sized"
+    )
 
 
 def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:

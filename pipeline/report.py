@@ -41,6 +41,7 @@ class RunReport:
     plan_lines: list[str] = field(default_factory=list)  # a dry run's per-image and tile lines
     verify_lines: list[str] = field(default_factory=list)  # --verify: what the output had lost
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: what was committed stays, a submit resumes
+    warnings: dict[str, str] = field(default_factory=dict)  # image -> why its output needs a look (exit 3)
 
     @property
     def status(self) -> str:
@@ -48,7 +49,9 @@ class RunReport:
             return "dry-run"
         if self.interrupted:
             return "interrupted"
-        return "partial" if (self.units_quarantined or self.images_quarantined) else "complete"
+        if self.units_quarantined or self.images_quarantined:
+            return "partial"
+        return "warnings" if self.warnings else "complete"
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -90,6 +93,8 @@ def print_report(report: RunReport) -> None:
         )
         if report.objects:
             console.print(f"  objects: {report.objects} in the completed image(s) (tables in objects/)")
+    for _, warning in sorted(report.warnings.items())[:MAX_LISTED]:
+        console.print(f"  [yellow]warning[/yellow] {warning}", markup=True, highlight=False)
     for label, items in (("image", report.images_quarantined), ("unit", report.units_quarantined)):
         for i, (what, why) in enumerate(sorted(items.items())):
             if i == MAX_LISTED:
@@ -113,6 +118,8 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
     for record in manifest.image_records():
         state_of[image_name(record["key"])] = record.get("state", "?")
         images[record.get("state", "?")] += 1
+        if record.get("warning"):
+            images["with a warning (see report.html)"] += 1
         if record.get("state") == "complete":
             units["done"] += int(record.get("units", 0))
     for pass_name, label in PASS_PREFIXES.items():

@@ -9,7 +9,7 @@ from skimage.measure import label, regionprops
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential
 
-from pipeline.fragments import label_plane
+from pipeline.fragments import kept_whole, label_plane
 from pipeline.objects import BlockSummary, PlaneObjects, summarise_block
 from pipeline.spec import InstancesSpec
 
@@ -66,6 +66,15 @@ def test_a_component_larger_than_the_halo_stays_whole_whatever_the_block_size():
     for block in [(16, 16), (64, 120)]:
         labels, _ = label_plane(probability, block, watershed_rule(halo=60))
         np.testing.assert_array_equal(labels, label(probability >= 0.5))
+
+
+def test_the_objects_the_halo_kept_whole_are_the_ones_wider_or_taller_than_it():
+    probability = two_cells_with_a_leak()  # the joined cells span 72 x 31 px
+    _, objects = label_plane(probability, (16, 16), watershed_rule(halo=60))
+    assert kept_whole(objects.columns, watershed_rule(halo=60)).tolist() == [True]
+    _, split = label_plane(probability, (16, 16), watershed_rule(halo=96))
+    assert kept_whole(split.columns, watershed_rule(halo=96)).tolist() == [False, False]
+    assert not kept_whole(objects.columns, InstancesSpec(threshold=0.5)).any()  # components split nothing
 
 
 def test_a_component_without_a_seed_is_one_object():

@@ -6,9 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from skimage.measure import label
 
+from pipeline.cli import main
 from pipeline.driver import submit
+from pipeline.errors import ExitCode
 from pipeline.fragments import label_plane
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.spec import InstancesSpec, JobSpec
@@ -70,6 +73,27 @@ def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(
         areas = np.bincount(labels.ravel())[1:]
         assert [int(r["area"]) for r in rows] == areas.tolist() and areas.min() >= 3
         assert {r["z"] for r in rows} == {"0", "1"}
+
+
+def test_objects_the_watershed_kept_whole_for_the_halo_are_a_warning_with_exit_3(tmp_path):
+    rule = f"{{method: watershed, threshold: {T}, seed_threshold: {SEED_T}, halo: 4}}"
+    instances_job(tmp_path, rule)
+    runner = CliRunner()
+    result = runner.invoke(main, ["submit", str(tmp_path / "job.yaml"), "--quiet"])
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert "(warnings)" in result.output
+    assert "img0: " in result.output and "than output.instances.halo (4 px) were kept whole" in result.output
+    assert "set output.instances.halo to " in result.output
+    assert "with a warning" in runner.invoke(main, ["status", str(tmp_path / "job.yaml")]).output
+    assert '<h2 class="bad">Warnings</h2>' in (tmp_path / "out.zarr/report.html").read_text()
+    report = json.loads((tmp_path / "out.zarr/run-report.json").read_text())
+    assert report["status"] == "warnings" and set(report["warnings"]) == {"img0", "img1"}
+
+
+def test_a_halo_as_large_as_the_plane_warns_of_nothing(tmp_path):
+    job = instances_job(tmp_path, f"{{method: watershed, threshold: {T}, seed_threshold: {SEED_T}, halo: 90}}")
+    report = submit(job)
+    assert report.status == "complete" and report.warnings == {}
 
 
 def test_the_driver_reads_each_planes_merged_objects_once(tmp_path, monkeypatch):
