@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.common import emit
 from pipeline.committer import Committer
+from pipeline.jobrecords import MANIFEST, RECORDS_SUFFIX
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid
@@ -71,7 +72,7 @@ def measure(units: int) -> dict[str, object]:
             {"name": "bench", "input": {"path": "in"}, "output": {"path": out}, "model": {"config": "c.yaml"}}
         )
         status, status_s, status_mb = timed(lambda: job_status(spec))
-        files = sum(1 for p in Path(out, ".manifest").rglob("*") if p.is_file())
+        files = sum(1 for p in Path(out + RECORDS_SUFFIX, MANIFEST).rglob("*") if p.is_file())
         return {
             "units": grid.size,
             "commit_seconds": round(commit_seconds, 2),

@@ -85,9 +85,9 @@ def model_info(source: str) -> None:
 
     SOURCE is a checkpoint (.safetensors, .pt) or a model config (.yaml).
     """
-    from pipeline.model.describe import describe_model, load_model_source
+    from pipeline.model.describe import describe_source
 
-    click.echo(describe_model(load_model_source(source)))
+    click.echo(describe_source(source))
 
 
 JOB = click.argument("job_path", metavar="JOB.yaml", type=click.Path(dir_okay=False))
@@ -148,7 +148,7 @@ def write_html_report(output: str) -> None:
 @click.option("--thumbnails", default=24, show_default=True, help="Images in the thumbnail grid.")
 @reports_errors
 def report(output: str, samples: int, thumbnails: int) -> None:
-    """Rebuild OUTPUT/report.html from the job manifest in OUTPUT.
+    """Rebuild OUTPUT.job/report.html from the job manifest beside OUTPUT.
 
     OUTPUT is the job's output.path (a folder or URL).  The report lists runs,
     images complete, partial and quarantined (with reasons), throughput over

@@ -21,8 +21,9 @@ from pipeline.errors import ConfigError
 from pipeline.instancepass import InstancePass, halo_warning, relabel_unit, summarise_unit, write_object_table
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
+from pipeline.jobrecords import adopt_earlier_layout
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
-from pipeline.model.checkpoint import model_fingerprint
+from pipeline.model.checkpoint import model_fingerprint, trained_on
 from pipeline.outcome import FailureKind, UnitState
 from pipeline.outputplace import check_output_place
 from pipeline.plan import check_chunks, check_tile
@@ -105,6 +106,7 @@ def streamed(stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict
 
 
 def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:
+    adopt_earlier_layout(spec.output.path)
     check_output_place(spec.input.path, spec.output.path)
     model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
     check_chunks(spec.output.chunks, model.geometry)
@@ -141,8 +143,9 @@ def submit(
     archive = open_archive(spec.input.path, spec.input.axes, spec.input.stack)
     archive.image_keys()  # a listing that cannot be used (no images, inputs sharing a name) stops us before any write
     prov = provenance(spec, job_fp, model_fp, "", "")
+    trained = trained_on(spec.model.checkpoint) if spec.model.checkpoint else None
     if dry_run or store is None:
-        summary = plan_job(archive, spec, model, manifest, None, prov)
+        summary = plan_job(archive, spec, model, manifest, None, prov, trained)
         refuse_if_nothing_can_run(summary)
         return RunReport(
             spec.name,
@@ -168,7 +171,7 @@ def submit(
         )
         checked = verify_output(spec.output.path, spec.output.kind) if verify else []
         reopen_lost(manifest, checked)
-        summary = plan_job(archive, spec, model, manifest, store, prov)
+        summary = plan_job(archive, spec, model, manifest, store, prov, trained)
         if summary.all_refused() and not existing:
             manifest.reset()  # a corrected job file then starts afresh, without --overwrite
         refuse_if_nothing_can_run(summary)

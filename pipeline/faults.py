@@ -2,6 +2,7 @@
 
     SEGMENT_ARCHIVE_FAULTS="read_exit:2,predict_exit:1,write_error:3"
     SEGMENT_ARCHIVE_FAULTS_DIR=/tmp/faults      (shared by every worker of the job)
+    SEGMENT_ARCHIVE_FAULTS_P=1                  (optional: fire at every call until the budget is spent)
 
 Each `site:budget` fires at most `budget` times across all processes of a
 job: a firing claims a token file in the faults folder (O_EXCL, so two
@@ -61,7 +62,8 @@ def inject(site: str) -> None:
     if site == "write_full" and (Path(folder) / "disk-full").exists():
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected)")
     budget = configured().get(site, 0)
-    if not budget or random.random() >= FIRE_PROBABILITY or not _claim(Path(folder), site, budget):
+    chance = float(os.environ.get("SEGMENT_ARCHIVE_FAULTS_P", FIRE_PROBABILITY))
+    if not budget or random.random() >= chance or not _claim(Path(folder), site, budget):
         return
     if site.endswith("_exit"):
         os._exit(70)

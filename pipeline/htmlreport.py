@@ -4,7 +4,7 @@ throughput over time, and mask-over-image pictures of a sample of planes.
     segment-archive report OUTPUT      (submit also writes it at the end of each run)
 
 Built from the manifest alone (job, image records, run reports), so it can be
-rebuilt at any time.  One self-contained file, `<output>/report.html`, with the
+rebuilt at any time.  One self-contained file, `<output>.job/report.html`, with the
 pictures embedded as PNG data URIs: it can be mailed, archived, or served from
 the object store as it is; no server, no JavaScript.
 """
@@ -24,13 +24,13 @@ from pydantic import ValidationError
 from pipeline.errors import OutputError, SegmentArchiveError
 from pipeline.io.archive import open_archive
 from pipeline.io.maskstore import MaskStore
+from pipeline.jobrecords import MANIFEST, REPORT_HTML, adopt_earlier_layout, records_url
 from pipeline.manifest import PASS_PREFIXES, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.preview import Preview, render_preview
 from pipeline.spec import JobSpec
 
-REPORT_HTML = "report.html"
 MAX_FAILURES_LISTED = 200
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -64,18 +64,20 @@ class ReportData:
 
 
 def collect(output: str) -> ReportData:
-    """Read the job's manifest at `output`; OutputError if there is none."""
+    """Read the job's manifest for the store at `output`; OutputError if there is none."""
+    adopt_earlier_layout(output)
     manifest = Manifest(output)
     job = manifest.job()
+    where = f"{records_url(output)}/{MANIFEST}"
     if job is None:
-        raise OutputError(f"{output}: no job manifest here (.manifest/job.json); is this a segment-archive output?")
+        raise OutputError(f"{output}: no job manifest beside it ({where}/job.json); is this a segment-archive output?")
     try:
         spec = JobSpec.model_validate(job["spec"])
     except (KeyError, TypeError, ValidationError) as exc:
-        raise OutputError(f"{output}/.manifest/job.json: the job it records is missing or not valid: {exc}") from None
+        raise OutputError(f"{where}/job.json: the job it records is missing or not valid: {exc}") from None
     images = list(manifest.image_records())
     if any("key" not in record for record in images):
-        raise OutputError(f"{output}/.manifest/images: an image record without its key; the manifest is damaged")
+        raise OutputError(f"{where}/images: an image record without its key; the manifest is damaged")
     failures: dict[str, str] = {}
     for record in images:
         if record.get("state") == "partial":
@@ -271,12 +273,12 @@ def render_html(data: ReportData, overlays: list[Preview], thumbnails: list[Prev
 
 
 def build_report(output: str, samples: int = 4, thumbnails: int = 24) -> str:
-    """Write `<output>/report.html` from the manifest; returns its path."""
+    """Write `<output>.job/report.html` from the manifest; returns its path."""
     data = collect(output)
     complete = data.keys("complete")
     overlays, notes = render_previews(data, evenly_spaced(complete, samples), 512)
     thumbs, more_notes = render_previews(data, evenly_spaced(complete, thumbnails), 160)
-    path = output.rstrip("/") + "/" + REPORT_HTML
+    path = records_url(output) + "/" + REPORT_HTML
     try:
         with fsspec.open(path, "w", encoding="utf-8") as f:
             f.write(render_html(data, overlays, thumbs, notes + more_notes))

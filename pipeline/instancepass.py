@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.errors import ConfigError, OutputError
 from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
 from pipeline.instances import BlockGrid
+from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
 from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
@@ -203,11 +204,11 @@ def halo_warning(key: str, planes: ImageObjects, rule: InstancesSpec) -> str:
 
 
 def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:
-    """Write `<output>/objects/<image>.csv`; returns its path."""
-    fs, root = fsspec.core.url_to_fs(output_url.rstrip("/"))
-    path = f"{root}/objects/{image_name(key)}.csv"
+    """Write `<output>.job/objects/<image>.csv` (beside the store, pipeline.jobrecords); returns its path."""
+    fs, root = fsspec.core.url_to_fs(records_url(output_url))
+    path = f"{root}/{OBJECTS}/{image_name(key)}.csv"
     try:
-        fs.makedirs(f"{root}/objects", exist_ok=True)
+        fs.makedirs(f"{root}/{OBJECTS}", exist_ok=True)
         fs.pipe_file(path, objects_csv(planes).encode())
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the object table: {exc}") from None

@@ -1,4 +1,4 @@
-"""One submit at a time per output: the job lock (`<output>/.manifest/lock.json`).
+"""One submit at a time per output: the job lock (`<output>.job/manifest/lock.json`).
 
 The lock file names its holder (host, pid, run) and a heartbeat that a thread
 renews every `HEARTBEAT_S` seconds for the whole run (plan, units, pyramids).

@@ -1,7 +1,8 @@
 """The job manifest: what is done, what failed, and for which inputs; resume and lock.
 
-Lives in `<output>/.manifest/` through fsspec, so it works on local disks and
-object stores alike, and never appends in place:
+Lives in `<output>.job/manifest/` (pipeline.jobrecords: beside the store, not
+in it) through fsspec, so it works on local disks and object stores alike, and
+never appends in place:
 
 * `job.json`: the job fingerprint; a different job is refused on this output.
 * `states/<pass>/<image>/meta.json` and `<c>.u8`: the state of every unit of an
@@ -36,10 +37,10 @@ import numpy as np
 from pipeline.atomic import write_whole
 from pipeline.errors import OutputError
 from pipeline.joblock import JobLock
+from pipeline.jobrecords import MANIFEST, records_url
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
 
-MANIFEST_DIR = ".manifest"
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
 NET_PASS, INSTANCE_PASS = "net", "instances"
 # How reports name each pass's units: the net's plainly, the instance pass's with a prefix.
@@ -66,7 +67,7 @@ class Manifest:
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
 
     def __post_init__(self) -> None:
-        self.fs, self.root = fsspec.core.url_to_fs(self.url.rstrip("/") + "/" + MANIFEST_DIR)
+        self.fs, self.root = fsspec.core.url_to_fs(records_url(self.url) + "/" + MANIFEST)
         self._seq = 0
         self._described: set[str] = set()  # state folders whose meta.json this run wrote
         self.local = "file" in self.fs.protocol

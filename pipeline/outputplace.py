@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 from pipeline.errors import ConfigError
-from pipeline.manifest import MANIFEST_DIR
+from pipeline.jobrecords import MANIFEST, check_records_place, records_url
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -43,25 +43,30 @@ def check_output_place(input_url: str, output_url: str) -> None:
             raise ConfigError(
                 f"input.path {input_url} lies inside output.path {output_url}: choose an output beside it"
             )
+    check_records_place(output_url)
     check_ours(output_url)
 
 
 def check_ours(output_url: str) -> None:
-    """ConfigError if the output is a folder with contents but no manifest (someone else's files), or links out."""
+    """ConfigError if the output, or its records folder beside it, is a folder with contents but no manifest
+    beside the store (someone else's files), or if the store links out."""
     fs, path = fsspec.core.url_to_fs(output_url)
+    _, records = fsspec.core.url_to_fs(records_url(output_url))
     if "file" in fs.protocol:
         check_no_links(Path(path), output_url)
-    if not fs.isdir(path):
-        if fs.exists(path):
-            raise ConfigError(f"output.path {output_url} is a file, not a folder for the mask store")
-        return
-    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-    if names and MANIFEST_DIR not in names:
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise ConfigError(
-            f"output.path {output_url} is a folder that is not a segment-archive store (it holds {shown}); "
-            "a submit would overwrite what is there: choose an empty or new folder"
-        )
+    ours = fs.exists(f"{records}/{MANIFEST}")
+    for folder, what in ((path, "output.path"), (records, "the records folder beside it,")):
+        if not fs.isdir(folder):
+            if fs.exists(folder):
+                raise ConfigError(f"{what} {folder} is a file, not a folder")
+            continue
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
+        if names and not ours:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise ConfigError(
+                f"{what} {folder} is a folder that is not a segment-archive store's (it holds {shown}); "
+                "a submit would overwrite what is there: choose an empty or new folder"
+            )
 
 
 def check_no_links(root: Path, output_url: str) -> None:
@@ -77,7 +82,7 @@ def check_no_links(root: Path, output_url: str) -> None:
 
 
 def groups_and_images(root: Path) -> Iterator[Path]:
-    """The store's top two levels (labels/, labels/<image>, .manifest/...), links not followed."""
+    """The store's top two levels (labels/, labels/<image> ...), links not followed."""
     for child in root.iterdir():
         yield child
         if child.is_dir() and not child.is_symlink():

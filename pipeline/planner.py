@@ -18,14 +18,38 @@ from pipeline.errors import InputError
 from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
-from pipeline.io.normalize import affine_for
+from pipeline.io.normalize import affine_for, sampled_range
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
-from pipeline.spec import JobSpec
+from pipeline.spec import JobSpec, NormalizeSettings
 
 if TYPE_CHECKING:
     from pipeline.model.unet import UNet  # the planner reads only its config: no torch in workers
+
+
+# How far a job's normalised input may stray from the range the model was trained on, in widths of that
+# range, before the image is refused: 16-bit input scaled by 1/255 lies about a hundred widths out; a
+# stain's or a detector's drift stays within one.
+RANGE_TOLERANCE = 2.0
+
+
+def check_trained_range(source: str, got: tuple[float, float], trained: dict[str, Any]) -> None:
+    """InputError when the normalised input lies far outside the range the model was trained on.
+
+    `trained` is the checkpoint's record, {"normalize", "low", "high"} (pipeline.model.checkpoint.trained_on).
+    Only "outside" counts: a narrow range is also what a flat image (resin, an empty tile) gives.
+    """
+    low, high = float(trained["low"]), float(trained["high"])
+    width = max(high - low, 1e-6)
+    if got[1] > high + RANGE_TOLERANCE * width or got[0] < low - RANGE_TOLERANCE * width:
+        how = NormalizeSettings.model_validate(trained["normalize"]).describe()
+        raise InputError(
+            f"{source}: normalised input spans [{got[0]:.4g}, {got[1]:.4g}] (0.5th-99.5th percentile of a "
+            f"sample), but the model was trained on [{low:.4g}, {high:.4g}] (normalize {how}); set "
+            "inference.normalize so that the input matches (mode: percentile adapts to any range), or use a "
+            "model trained on such data"
+        )
 
 
 def finished(states: np.ndarray) -> np.ndarray:
@@ -140,8 +164,10 @@ def plan_image(
     manifest: Manifest,
     store: MaskStore | None,
     prov: dict[str, Any],
+    trained: dict[str, Any] | None = None,
 ) -> ImagePlan | None:
-    """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image.
+    """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image,
+    and for one whose normalised input lies far outside what the model was `trained` on.
 
     With a `store`, creates the image's output if it is new or its input changed.
     """
@@ -155,6 +181,9 @@ def plan_image(
     if record and record.get("state") == "complete" and record.get("input") == image.fingerprint:
         return None
     scale, offset = affine_for(image, spec.inference.normalize)
+    got = sampled_range(image, scale, offset) if trained is not None else None
+    if trained is not None and got is not None:
+        check_trained_range(image.source, got, trained)
     layouts = output_layouts(image, spec, model.config.classes)
     grid = UnitGrid(key, image.n_planes, image.plane_shape, spec.output.chunks)
     states = committed_states(manifest, key, image.fingerprint, grid)
@@ -197,12 +226,18 @@ def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, O
 
 
 def plan_job(
-    archive: Archive, spec: JobSpec, model: UNet, manifest: Manifest, store: MaskStore | None, prov: dict[str, Any]
+    archive: Archive,
+    spec: JobSpec,
+    model: UNet,
+    manifest: Manifest,
+    store: MaskStore | None,
+    prov: dict[str, Any],
+    trained: dict[str, Any] | None = None,
 ) -> PlanSummary:
     summary = PlanSummary()
     for key in archive.image_keys():
         try:
-            plan = plan_image(key, archive, spec, model, manifest, store, prov)
+            plan = plan_image(key, archive, spec, model, manifest, store, prov, trained)
         except InputError as exc:
             summary.quarantined[key] = str(exc)
             continue

@@ -11,12 +11,12 @@ import fsspec
 import numpy as np
 
 from pipeline.joblock import heartbeat_age
+from pipeline.jobrecords import REPORT_JSON, adopt_earlier_layout, records_url
 from pipeline.manifest import NET_PASS, PASS_PREFIXES, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.spec import JobSpec
 
-REPORT_NAME = "run-report.json"
 MAX_LISTED = 20
 TIMELINE_EVERY_S = 1.0
 
@@ -92,7 +92,7 @@ def print_report(report: RunReport) -> None:
             f"{report.megapixels:.2f} Mpx in {report.seconds:.1f} s ({d['megapixels_per_second']} Mpx/s)"
         )
         if report.objects:
-            console.print(f"  objects: {report.objects} in the completed image(s) (tables in objects/)")
+            console.print(f"  objects: {report.objects} in the completed image(s) (tables in <output>.job/objects/)")
     for _, warning in sorted(report.warnings.items())[:MAX_LISTED]:
         console.print(f"  [yellow]warning[/yellow] {warning}", markup=True, highlight=False)
     for label, items in (("image", report.images_quarantined), ("unit", report.units_quarantined)):
@@ -104,7 +104,7 @@ def print_report(report: RunReport) -> None:
 
 
 def write_report_json(output: str, report: RunReport) -> str:
-    path = output.rstrip("/") + "/" + REPORT_NAME
+    path = records_url(output) + "/" + REPORT_JSON
     with fsspec.open(path, "w") as f:
         json.dump(report.as_dict(), f, indent=2, sort_keys=True)
     return path
@@ -140,6 +140,7 @@ def tally(manifest: Manifest) -> tuple[Counter[str], Counter[str]]:
 def job_status(spec: JobSpec, verify: bool = False) -> str:
     """What `status` prints: images and units per state, the lock's holder, the last run; with `verify`,
     what the output has lost since (pipeline.verify)."""
+    adopt_earlier_layout(spec.output.path)
     manifest = Manifest(spec.output.path)
     job = manifest.job()
     if job is None:

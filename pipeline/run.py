@@ -220,6 +220,10 @@ def on_predictors(
         num_gpus=r.gpus_per_actor,
         num_cpus=r.actor_cpus(),
         zero_copy_batch=True,
+        # A lost actor fails the stream, and the driver streams the units still pending again
+        # (driver.streamed).  Ray's own restart would rebuild the actor from constructor arguments
+        # kept in the object store, which it warns of on the terminal at every start (ray#53727).
+        max_restarts=0,
         # Set before the actor's first allocation: on a CPU, the model's forwards stop
         # page-faulting their activations in again (see pipeline.cpumemory).
         runtime_env={"env_vars": {**malloc_env(), **PREDICTOR_PRIORITY}},

@@ -38,6 +38,14 @@ class NormalizeSettings(Settings):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         return self
 
+    def describe(self) -> str:
+        """`scale 0.003922, offset 0` or `percentile 1-99`: as a person reads it."""
+        if self.mode == "scale":
+            return f"scale {self.scale:.4g}, offset {self.offset:.4g}"
+        if self.mode == "percentile":
+            return f"percentile {self.low:g}-{self.high:g}"
+        return "none"
+
 
 class InputSpec(Settings):
     path: str = Field(description="store, file, folder, glob or URL (s3://, gs://, file://)")

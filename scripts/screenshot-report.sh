@@ -16,5 +16,5 @@ trap 'rm -rf "$profile"' EXIT
 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$profile" --hide-scrollbars --window-size=1200,3000 \
-  --screenshot="$(realpath -m "$png")" "file://$(realpath "$output")/report.html" 2>/dev/null
+  --screenshot="$(realpath -m "$png")" "file://$(realpath "$output").job/report.html" 2>/dev/null
 echo "$png"

@@ -7,6 +7,7 @@ import tifffile
 import zarr
 
 from pipeline.io import open_archive
+from pipeline.jobrecords import MANIFEST, OBJECTS, RECORDS_SUFFIX
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState
 from pipeline.predict import predict_image
@@ -61,18 +62,21 @@ def stored(job: JobSpec, key: str, group: str | None = None) -> np.ndarray:
     return zarr.open_array(f"{job.output.path}/{group}/{key}/0", mode="r")[:]
 
 
-def is_result_file(relative_path: str) -> bool:
-    """Files of a store that must be byte-identical between runs (not the manifest, not the run reports)."""
-    parts = relative_path.strip("/").split("/")
-    return ".manifest" not in parts and parts[-1] not in ("run-report.json", "report.html")
+def records(out: Path) -> Path:
+    """The job's records beside the store `out` (pipeline.jobrecords)."""
+    return Path(str(out) + RECORDS_SUFFIX)
+
+
+def manifest_dir(out: Path) -> Path:
+    return records(out) / MANIFEST
 
 
 def store_bytes(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and is_result_file(str(p.relative_to(path)))
-    }
+    """Every file that must be byte-identical between runs: the store's, and the object tables beside it
+    (not the manifest, not the run reports)."""
+    tables = records(path) / OBJECTS
+    files = [p for folder in (path, tables) if folder.exists() for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(path.parent)): p.read_bytes() for p in files}
 
 
 def committed_units(out: Path, pass_name: str = NET_PASS) -> set[tuple[str, int]]:

@@ -31,6 +31,12 @@ def test_model_info_on_a_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["model", "info", str(path)])
     assert result.exit_code == 0, result.output
     assert "base: 4" in result.output
+    assert "trained on: not recorded" in result.output
+
+
+def test_model_info_on_the_shipped_model_says_what_it_was_trained_on():
+    result = CliRunner().invoke(main, ["model", "info", str(ROOT / "models/unet-small-isbi2012/model.safetensors")])
+    assert "trained on: normalize scale 0.003922, offset 0; normalised pixels in [0.09412, 0.8353]" in result.output
 
 
 def test_a_missing_checkpoint_is_one_clear_line_and_exit_code_invalid(tmp_path):

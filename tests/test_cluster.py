@@ -9,7 +9,7 @@ import zarr
 
 from pipeline.driver import submit
 from pipeline.spec import JobSpec
-from tests.jobs import expected_outputs, make_archive, make_job
+from tests.jobs import expected_outputs, make_archive, make_job, manifest_dir
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_submit_to_a_three_node_cluster_and_survive_losing_a_node(cluster, tmp_p
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(report=submit(job)))
     thread.start()
-    units = tmp_path / "out.zarr" / ".manifest" / "states"
+    units = manifest_dir(tmp_path / "out.zarr") / "states"
     deadline = time.time() + 240
     while time.time() < deadline and not (units.exists() and any(units.rglob("*.u8"))):
         time.sleep(0.2)

@@ -20,7 +20,7 @@ from pipeline.errors import ExitCode
 from pipeline.htmlreport import collect, evenly_spaced, rates, summary_section, throughput_svg
 from pipeline.manifest import NET_PASS, FailureRecord, Manifest
 from pipeline.spec import JobSpec
-from tests.jobs import make_archive, make_job
+from tests.jobs import make_archive, make_job, records
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +73,8 @@ def partial_job(tmp_path_factory):
 
 def test_submit_writes_a_report_with_every_section(partial_job):
     out, output = partial_job
-    assert f"report: {out}/report.html" in output
-    page = parse(out / "report.html")
+    assert f"report: {out}.job/report.html" in output
+    page = parse(records(out) / "report.html")
     for heading in ("Summary", "Runs", "Throughput over time", "Quarantined", "Mask over image (sampled planes)"):
         assert heading in page.headings
     assert "broken" in page.cells and any("broken.tif" in c for c in page.cells)
@@ -82,7 +82,7 @@ def test_submit_writes_a_report_with_every_section(partial_job):
 
 def test_run_report_has_a_timeline_from_zero_to_all_megapixels(partial_job):
     out, _ = partial_job
-    report = json.loads((out / "run-report.json").read_text())
+    report = json.loads((records(out) / "run-report.json").read_text())
     seconds, megapixels = zip(*report["timeline"], strict=True)
     assert report["timeline"][0] == [0.0, 0.0] and list(seconds) == sorted(seconds)
     assert report["megapixels"] > 0 and megapixels[-1] == pytest.approx(report["megapixels"], abs=1e-3)
@@ -90,7 +90,7 @@ def test_run_report_has_a_timeline_from_zero_to_all_megapixels(partial_job):
 
 def test_report_pictures_are_pngs_of_the_completed_images(partial_job):
     out, _ = partial_job
-    pictures = [Image.open(io.BytesIO(png)) for png in parse(out / "report.html").images]
+    pictures = [Image.open(io.BytesIO(png)) for png in parse(records(out) / "report.html").images]
     # two completed images, each once large and once as a thumbnail
     assert len(pictures) == 4 and {p.format for p in pictures} == {"PNG"}
     assert sorted(p.size for p in pictures)[-1] == (90, 70)  # small planes are shown whole
@@ -98,10 +98,10 @@ def test_report_pictures_are_pngs_of_the_completed_images(partial_job):
 
 def test_report_command_rebuilds_it_from_the_manifest(partial_job):
     out, _ = partial_job
-    (out / "report.html").unlink()
+    (records(out) / "report.html").unlink()
     result = CliRunner().invoke(main, ["report", str(out), "--samples", "1", "--thumbnails", "0"])
     assert result.exit_code == 0, result.output
-    assert len(parse(out / "report.html").images) == 1
+    assert len(parse(records(out) / "report.html").images) == 1
 
 
 def test_report_of_a_folder_that_is_no_output_says_so(tmp_path):
@@ -117,7 +117,7 @@ def test_hostile_file_names_are_quarantined_and_escaped_in_the_report(tmp_path):
     tifffile.imwrite(archive / "good.tif", np.zeros((1, 20, 20), np.uint8))  # not every image refused: exit 3
     result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, archive)), "--quiet"])
     assert result.exit_code == ExitCode.PARTIAL, result.output
-    text = (tmp_path / "out.zarr" / "report.html").read_text()
+    text = (records(tmp_path / "out.zarr") / "report.html").read_text()
     assert "<script>" not in text and "&lt;script&gt;x.tif" in text
 
 

@@ -15,7 +15,7 @@ from pipeline.errors import ExitCode
 from pipeline.fragments import label_plane
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.spec import InstancesSpec, JobSpec
-from tests.jobs import make_archive, make_job, store_bytes, stored
+from tests.jobs import make_archive, make_job, manifest_dir, records, store_bytes, stored
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 SIZES = ((70, 90), (45, 33))  # two planes each: ids continue from plane 0 to plane 1
@@ -67,7 +67,7 @@ def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(
         plane = stored(job, key, "probabilities")[0, 0]
         _, components = label_plane(plane, plane.shape, InstancesSpec(threshold=T, min_size=3))
         assert np.unique(labels[0]).size - 1 > components.count > 5  # the watershed split some
-        with open(tmp_path / "out.zarr" / "objects" / f"{key}.csv") as f:
+        with open(records(tmp_path / "out.zarr") / "objects" / f"{key}.csv") as f:
             rows = list(csv.DictReader(f))
         assert [int(r["id"]) for r in rows] == list(range(1, labels.max() + 1))
         areas = np.bincount(labels.ravel())[1:]
@@ -85,8 +85,8 @@ def test_objects_the_watershed_kept_whole_for_the_halo_are_a_warning_with_exit_3
     assert "img0: " in result.output and "than output.instances.halo (4 px) were kept whole" in result.output
     assert "set output.instances.halo to " in result.output
     assert "with a warning" in runner.invoke(main, ["status", str(tmp_path / "job.yaml")]).output
-    assert '<h2 class="bad">Warnings</h2>' in (tmp_path / "out.zarr/report.html").read_text()
-    report = json.loads((tmp_path / "out.zarr/run-report.json").read_text())
+    assert '<h2 class="bad">Warnings</h2>' in (records(tmp_path / "out.zarr") / "report.html").read_text()
+    report = json.loads((records(tmp_path / "out.zarr") / "run-report.json").read_text())
     assert report["status"] == "warnings" and set(report["warnings"]) == {"img0", "img1"}
 
 
@@ -118,7 +118,7 @@ def forget_relabelled(out, key: str, planes: list[int], n_planes: int = 2) -> No
     per_plane = len(states) // n_planes
     for plane in planes:
         states[plane * per_plane : (plane + 1) * per_plane] = 0
-    meta = json.loads((out / ".manifest" / "states" / INSTANCE_PASS / key / "meta.json").read_text())
+    meta = json.loads((manifest_dir(out) / "states" / INSTANCE_PASS / key / "meta.json").read_text())
     manifest.commit_states(key, INSTANCE_PASS, meta["input"], states, [0])
 
 
@@ -128,7 +128,7 @@ def test_rerun_recomputes_only_the_lost_instance_work(tmp_path):
     out = tmp_path / "out.zarr"
     reference = store_bytes(out)
     # As if killed after merging img1 plane 1 but before relabelling its blocks:
-    (out / ".manifest" / "images" / "img1.json").unlink()
+    (manifest_dir(out) / "images" / "img1.json").unlink()
     forget_relabelled(out, "img1", planes=[1])
     for chunk in (out / "labels" / "img1" / "0" / "1").rglob("*"):
         if chunk.is_file():
@@ -159,7 +159,7 @@ def test_demo_instances_job_numbers_the_cells_of_the_bundled_slices(tmp_path):
         expected, objects = label_plane(probability, probability.shape, job.output.instances)
         np.testing.assert_array_equal(labels, expected)  # 4 blocks per slice, one whole-plane answer
         assert 50 < objects.count < 2000  # cells of an EM slice, not noise and not one blob
-        with open(tmp_path / "out.zarr" / "objects" / f"{key}.csv") as f:
+        with open(records(tmp_path / "out.zarr") / "objects" / f"{key}.csv") as f:
             assert sum(1 for _ in f) == objects.count + 1
 
 
@@ -168,9 +168,9 @@ def test_an_unreadable_probability_block_quarantines_its_image_only(tmp_path):
     submit(job)
     out = tmp_path / "out.zarr"
     # img1's instance pass to do again, with one chunk of its object probability corrupt:
-    (out / ".manifest" / "images" / "img1.json").unlink()
+    (manifest_dir(out) / "images" / "img1.json").unlink()
     forget_relabelled(out, "img1", planes=[0, 1])
-    for table in (out / ".manifest" / "instances" / "img1").glob("*.npz"):
+    for table in (manifest_dir(out) / "instances" / "img1").glob("*.npz"):
         table.unlink()
     (out / "probabilities" / "img1" / "0" / "0" / "1" / "0" / "0").write_bytes(b"not a blosc chunk")
     report = submit(job)

@@ -10,6 +10,7 @@ import pytest
 from pipeline.errors import JobLockedError
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, FailureRecord, Manifest
 from pipeline.outcome import UnitState
+from tests.jobs import manifest_dir
 
 
 def test_committed_states_are_read_back_per_image_and_pass(tmp_path):
@@ -28,7 +29,7 @@ def test_a_commit_rewrites_only_the_state_files_its_units_fall_in(tmp_path):
     m = Manifest(str(tmp_path / "o"))
     states = np.zeros(3 * STATE_CHUNK, np.uint8)
     m.commit_states("k", NET_PASS, "fp", states, [0, 1, 2])
-    folder = tmp_path / "o" / ".manifest" / "states" / NET_PASS / "k"
+    folder = manifest_dir(tmp_path / "o") / "states" / NET_PASS / "k"
     before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.u8")}
     states[STATE_CHUNK + 5] = UnitState.DONE
     m.commit_states("k", NET_PASS, "fp", states, [1])
@@ -41,7 +42,7 @@ def test_a_commit_rewrites_only_the_state_files_its_units_fall_in(tmp_path):
 def test_a_killed_writer_leaves_only_a_temp_file_that_readers_ignore(tmp_path):
     m = Manifest(str(tmp_path / "out.zarr"))
     m.commit_states("k", NET_PASS, "fp", np.ones(2, np.uint8), [0])
-    folder = tmp_path / "out.zarr" / ".manifest" / "states" / NET_PASS / "k"
+    folder = manifest_dir(tmp_path / "out.zarr") / "states" / NET_PASS / "k"
     (folder / "0.u8.abc.tmp").write_bytes(b"\x03")  # a half-written replacement
     assert m.unit_states("k").tolist() == [1, 1]
 
@@ -49,7 +50,7 @@ def test_a_killed_writer_leaves_only_a_temp_file_that_readers_ignore(tmp_path):
 def test_a_corrupt_failure_record_is_an_error_naming_its_file_and_line(tmp_path):
     m = Manifest(str(tmp_path / "o"))
     m.commit_failures("k", NET_PASS, [FailureRecord("0/0/0", 0, "input", 1, "boom")])
-    path = next((tmp_path / "o" / ".manifest" / "failures" / NET_PASS / "k").glob("*.jsonl"))
+    path = next((manifest_dir(tmp_path / "o") / "failures" / NET_PASS / "k").glob("*.jsonl"))
     path.write_text(path.read_text() + '{"unit": "0/0/1", "sta\n')
     with pytest.raises(Exception, match=r"\.jsonl:2: manifest record is corrupt"):
         m.failures("k")
@@ -76,7 +77,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path):
 
 def test_a_lock_of_a_dead_process_or_an_old_heartbeat_is_stale(tmp_path):
     m = Manifest(str(tmp_path / "o"))
-    lock = tmp_path / "o" / ".manifest" / "lock.json"
+    lock = manifest_dir(tmp_path / "o") / "lock.json"
     lock.parent.mkdir(parents=True)
     lock.write_text(
         json.dumps({"host": os.uname().nodename, "pid": 2**22 + 7, "run": "dead", "heartbeat": time.time()})
@@ -94,6 +95,6 @@ def test_a_lock_of_a_dead_process_or_an_old_heartbeat_is_stale(tmp_path):
 def test_a_corrupt_manifest_file_is_an_error_naming_it(tmp_path):
     m = Manifest(str(tmp_path / "o"))
     m.set_job({"job_fingerprint": "x"})
-    (tmp_path / "o" / ".manifest" / "job.json").write_text("{")
+    (manifest_dir(tmp_path / "o") / "job.json").write_text("{")
     with pytest.raises(Exception, match=r"job\.json: manifest file is corrupt"):
         m.job()

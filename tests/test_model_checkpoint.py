@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from pipeline.errors import CheckpointError
 from pipeline.model import load_checkpoint, model_fingerprint, save_checkpoint
-from pipeline.model.checkpoint import FORMAT
+from pipeline.model.checkpoint import FORMAT, trained_on
 from pipeline.model.unet import UNet
 from pipeline.predict import predict_image
 from tests.conftest import model_config, random_model
@@ -26,6 +26,17 @@ def test_round_trip_keeps_config_weights_and_predictions(tmp_path, suffix):
     assert model_fingerprint(loaded) == model_fingerprint(model)
     image = np.random.default_rng(0).random((1, 40, 40), dtype=np.float32)
     np.testing.assert_array_equal(predict_image(loaded, image, device="cpu"), predict_image(model, image, device="cpu"))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_a_checkpoint_says_what_it_was_trained_on_if_it_was_told(tmp_path, suffix):
+    model = random_model(model_config("unet-small", base=4))
+    record = {"normalize": {"mode": "scale", "scale": 0.5, "offset": 0.0}, "low": 0.1, "high": 0.9}
+    assert trained_on(save_checkpoint(model, tmp_path / f"a{suffix}", record)) == record
+    assert trained_on(save_checkpoint(model, tmp_path / f"b{suffix}")) is None
+    bad = save_checkpoint(model, tmp_path / f"c{suffix}", {"low": "x"})
+    with pytest.raises(CheckpointError, match="trained_on record is not"):
+        trained_on(bad)
 
 
 def test_pt_checkpoints_carry_training_state(tmp_path):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.model import load_checkpoint
+from pipeline.model.checkpoint import trained_on
 from pipeline.train.loop import train
 from pipeline.train.spec import TrainSpec
 
@@ -54,6 +55,8 @@ def test_training_writes_checkpoints_and_metrics_and_resumes_where_it_stopped(tm
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
     assert load_checkpoint(out / "best.safetensors").config.base == 4
+    record = trained_on(out / "best.safetensors")  # what planning checks a job's input against
+    assert record["normalize"]["mode"] == "scale" and 0 <= record["low"] < record["high"] <= 1
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path):

@@ -3,7 +3,8 @@
     <output>/labels/<name>/0, 1, 2 ...   output.kind labels | mask (uint8), instances (uint32)
     <output>/probabilities/<name>/0 ...  output.kind probabilities (float32/16, c axis);
                                          for instances, the object probability (c = 1)
-    <output>/objects/<name>.csv          output.kind instances: one row per object
+    <output>.job/objects/<name>.csv      output.kind instances: one row per object, beside the store
+                                         (pipeline.jobrecords), so the store holds only Zarr nodes
 
 NGFF 0.4 on Zarr v2 because that is what napari-ome-zarr, ome-zarr-py, Fiji
 (MoBIE/n5-viewer) and neuroglancer all open today; 0.5 (Zarr v3) readers are

@@ -32,19 +32,45 @@ def sample_windows(height: int, width: int, count: int) -> list[tuple[slice, sli
     return [(slice(int(y), int(y) + side_y), slice(int(x), int(x) + side_x)) for y in ys for x in xs]
 
 
-def sample_percentiles(image: LazyImage, low: float, high: float, max_pixels: int = 1 << 20) -> tuple[float, float]:
-    """Percentiles of windows spread over up to 8 planes, about `max_pixels` in all: bounded reads, deterministic."""
+def sampled_values(image: LazyImage, max_pixels: int) -> np.ndarray:
+    """The finite pixels of windows spread over up to 8 planes, about `max_pixels` in all: bounded reads,
+    deterministic."""
     height, width = image.plane_shape
     planes = np.unique(np.linspace(0, image.n_planes - 1, min(8, image.n_planes)).astype(int))
     per_plane = max(1, max_pixels // (len(planes) * SAMPLE_WINDOW * SAMPLE_WINDOW))
     windows = sample_windows(height, width, per_plane)
     samples = [image.read(int(p), rows, cols) for p in planes for rows, cols in windows]
     values = np.concatenate([s.ravel() for s in samples]).astype(np.float64)
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def sample_percentiles(image: LazyImage, low: float, high: float, max_pixels: int = 1 << 20) -> tuple[float, float]:
+    """Percentiles of `sampled_values`."""
+    values = sampled_values(image, max_pixels)
     if not values.size:
         raise InputError(f"{image.source}: no finite pixels in the sample used for percentile normalisation")
     lo, hi = np.percentile(values, [low, high])
     return float(lo), float(hi if hi > lo else lo + 1)
+
+
+# The share of a sample's values below and above the range it is summed up by (robust to outliers).
+RANGE_PERCENTILES = (0.5, 99.5)
+
+
+def value_range(values: np.ndarray) -> tuple[float, float]:
+    """The (0.5th, 99.5th) percentiles of the finite values: the range most of them lie in."""
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return 0.0, 0.0
+    lo, hi = np.percentile(values, RANGE_PERCENTILES)
+    return float(lo), float(hi)
+
+
+def sampled_range(image: LazyImage, scale: float, offset: float) -> tuple[float, float] | None:
+    """`value_range` of the image's normalised pixels, from one window on each of up to 8 planes;
+    None if the sample has no finite pixel (inference.normalize.nonfinite decides about those)."""
+    values = sampled_values(image, 8 * SAMPLE_WINDOW * SAMPLE_WINDOW)
+    return value_range(values * scale + offset) if values.size else None
 
 
 def affine_for(image: LazyImage, settings: NormalizeSettings) -> tuple[float, float]:

@@ -4,6 +4,10 @@ Two formats, chosen by suffix:
 
 * `.safetensors`: weights plus the config (JSON) in the header metadata.  No
   pickle at all: what the project ships.
+
+Either may record what the model was trained on (`trained_on`: the
+normalisation and the range of the normalised training pixels), which `model
+info` prints and a job's planning checks its input against.
 * `.pt`: a torch.save dict {format, config, state_dict, ...} that may also hold
   optimizer state and the training step; read with `weights_only=True`, which
   refuses any pickled object that is not plain data or a tensor.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 from pathlib import Path
@@ -20,7 +25,7 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from pipeline.errors import CheckpointError
@@ -30,8 +35,8 @@ from pipeline.model.unet import UNet
 FORMAT = "segment-archive/unet/1"
 
 
-def save_checkpoint(model: UNet, path: str | Path, **extra: Any) -> Path:
-    """Write `model` (config + weights); `extra` goes into `.pt` files only."""
+def save_checkpoint(model: UNet, path: str | Path, trained_on: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """Write `model` (config + weights, and `trained_on` if given); `extra` goes into `.pt` files only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = model.config.model_dump(mode="json")
@@ -40,9 +45,13 @@ def save_checkpoint(model: UNet, path: str | Path, **extra: Any) -> Path:
     if path.suffix == ".safetensors":
         if extra:
             raise CheckpointError(f"{path}: .safetensors holds weights and config only, not {sorted(extra)}")
-        save_file(state, str(tmp), metadata={"format": FORMAT, "config": json.dumps(config)})
+        metadata = {"format": FORMAT, "config": json.dumps(config)}
+        if trained_on is not None:
+            metadata["trained_on"] = json.dumps(trained_on, sort_keys=True)
+        save_file(state, str(tmp), metadata=metadata)
     else:
-        torch.save({"format": FORMAT, "config": config, "state_dict": state, **extra}, tmp)
+        record = {} if trained_on is None else {"trained_on": trained_on}
+        torch.save({"format": FORMAT, "config": config, "state_dict": state, **record, **extra}, tmp)
     tmp.chmod(0o666 & ~current_umask())  # safetensors writes 0600; every checkpoint gets the usual mode
     tmp.replace(path)  # a reader never sees half a checkpoint
     return path
@@ -76,8 +85,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
         state = load_file(str(path))
@@ -87,9 +94,35 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: safetensors file without segment-archive metadata (format {FORMAT!r})")
     try:
         config = json.loads(metadata["config"])
+        trained_on = json.loads(metadata["trained_on"]) if "trained_on" in metadata else None
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: config metadata is not JSON: {exc}") from None
-    return {"format": FORMAT, "config": config, "state_dict": state}
+        raise CheckpointError(f"{path}: metadata is not JSON: {exc}") from None
+    payload = {"format": FORMAT, "config": config, "state_dict": state}
+    return payload if trained_on is None else {**payload, "trained_on": trained_on}
+
+
+def trained_on(path: str | Path) -> dict[str, Any] | None:
+    """What the checkpoint says it was trained on ({"normalize", "low", "high"}), or None if it does not say."""
+    path = Path(path)
+    if path.suffix == ".safetensors":  # the header alone, not the weights
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                text = (f.metadata() or {}).get("trained_on")
+            record = None if text is None else json.loads(text)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: cannot read its trained_on record: {exc}") from None
+    else:
+        record = read_checkpoint(path).get("trained_on")
+    if record is None:
+        return None
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("normalize"), dict)
+        and all(isinstance(record.get(k), (int, float)) and math.isfinite(record[k]) for k in ("low", "high"))
+    )
+    if not valid:
+        raise CheckpointError(f"{path}: trained_on record is not {{normalize, low, high}}: {record!r}")
+    return dict(record)
 
 
 def model_from_payload(payload: dict[str, Any], source: str) -> UNet:

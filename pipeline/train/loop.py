@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from pipeline.cpumemory import keep_freed_memory
 from pipeline.errors import ConfigError
+from pipeline.io.normalize import value_range
 from pipeline.metrics import iou_dice, pixel_error, rand_error
 from pipeline.model import UNet, UNetConfig, load_checkpoint, save_checkpoint
 from pipeline.model.checkpoint import model_from_payload, read_checkpoint
@@ -162,6 +163,13 @@ class Replica:
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
 
 
+def trained_on_record(spec: TrainSpec, planes: list[Plane]) -> dict[str, Any]:
+    """What the checkpoints record the model was trained on: the normalisation, and the range most of the
+    normalised training pixels lie in (every 7th pixel: the range of a sample, as planning measures a job's)."""
+    low, high = value_range(np.concatenate([p.image.ravel()[::7] for p in planes]))
+    return {"normalize": spec.data.normalize.model_dump(mode="json"), "low": low, "high": high}
+
+
 def train(
     spec: TrainSpec, resume: bool = False, progress: ProgressHook | None = None, replica: Replica = Replica()
 ) -> list[Validation]:
@@ -188,6 +196,7 @@ def train(
     if main_replica:
         keep_metrics_up_to(folder, step)  # rows of a killed run after its last checkpoint, or of an earlier run
     train_planes, val_planes = load_planes(spec, model.config.classes)
+    trained = trained_on_record(spec, train_planes)
     geometry = model.geometry
     tile = geometry.valid_input_at_least(max(t.tile, geometry.first_input))
     aug = AugmentSettings(**spec.augment.model_dump())
@@ -211,10 +220,11 @@ def train(
             score = getattr(row, t.select)
             if score < best:
                 best = score
-                save_checkpoint(model, folder / "best.safetensors")
+                save_checkpoint(model, folder / "best.safetensors", trained_on=trained)
             save_checkpoint(
                 model,
                 folder / "last.pt",
+                trained_on=trained,
                 optimizer=optimizer.state_dict(),
                 step=step,
                 best_score=best,

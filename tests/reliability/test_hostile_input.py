@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.errors import ExitCode, InputError
 from pipeline.io.archive import check_key
-from tests.jobs import make_job
+from tests.jobs import make_job, records
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("local_ray")]
 
@@ -83,7 +83,7 @@ def test_corpus_quarantines_each_bad_item_by_name_and_segments_the_good(tmp_path
     result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, tmp_path / "in")), "--quiet"])
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert "Traceback" not in result.output
-    report = json.loads((tmp_path / "out.zarr" / "run-report.json").read_text())
+    report = json.loads((records(tmp_path / "out.zarr") / "run-report.json").read_text())
     reasons = {**report["images_quarantined"], **report["units_quarantined"]}
     for key, outcome in expected.items():
         if outcome == "complete":

@@ -27,7 +27,7 @@ from pipeline.io import open_archive
 from pipeline.manifest import Manifest
 from pipeline.outputplace import check_output_place
 from pipeline.spec import JobSpec
-from tests.jobs import make_archive, make_job, store_bytes, unit_chunk
+from tests.jobs import make_archive, make_job, manifest_dir, records, store_bytes, unit_chunk
 
 pytestmark = pytest.mark.reliability
 
@@ -58,7 +58,7 @@ def test_inputs_that_would_share_a_key_are_refused_by_name_before_anything_runs(
 
 
 def lock_file(output):
-    path = output / ".manifest" / "lock.json"
+    path = manifest_dir(output) / "lock.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -221,7 +221,7 @@ def test_a_file_name_near_the_file_systems_limit_is_segmented_like_any_other(tmp
     (archive / "img0.tif").rename(archive / ("n" * 236 + ".tif"))  # 240 characters
     code, output = submit(make_job(tmp_path, archive))
     assert code == ExitCode.OK, output
-    report = json.loads((tmp_path / "out.zarr" / "run-report.json").read_text())
+    report = json.loads((records(tmp_path / "out.zarr") / "run-report.json").read_text())
     assert len(report["images_completed"]) == 2
 
 
@@ -237,7 +237,7 @@ def test_a_file_name_near_the_file_systems_limit_is_segmented_like_any_other(tmp
 )
 def test_a_damaged_manifest_record_is_a_message_naming_the_file(tmp_path, name, content):
     job = make_job(tmp_path, make_archive(tmp_path / "archive"))
-    manifest = tmp_path / "out.zarr" / ".manifest"
+    manifest = manifest_dir(tmp_path / "out.zarr")
     (manifest / "job.json").parent.mkdir(parents=True)
     spec = JobSpec.load(job).model_dump(mode="json")
     (manifest / "job.json").write_text(json.dumps({"name": "test-job", "spec": spec}))
@@ -259,7 +259,7 @@ def test_a_linked_label_group_in_the_output_is_refused_naming_it(tmp_path):
     elsewhere = tmp_path / "precious"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("mine")
-    (tmp_path / "out.zarr" / ".manifest").mkdir(parents=True)
+    (manifest_dir(tmp_path / "out.zarr")).mkdir(parents=True)
     (tmp_path / "out.zarr" / "labels").mkdir()
     (tmp_path / "out.zarr" / "labels" / "img0").symlink_to(elsewhere)
     code, output = submit(make_job(tmp_path, archive))
@@ -277,7 +277,7 @@ def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
 
     archive = make_archive(tmp_path / "in", sizes=((256, 256), (256, 192), (192, 256)))
     job = make_job(tmp_path, archive)
-    states = tmp_path / "out.zarr" / ".manifest" / "states"
+    states = manifest_dir(tmp_path / "out.zarr") / "states"
     proc = submit_process(job)
     deadline = time.monotonic() + 300
     while proc.poll() is None and not any(states.glob("**/*.u8")) and time.monotonic() < deadline:
@@ -287,7 +287,7 @@ def test_a_signal_stops_the_run_cleanly_and_a_submit_resumes(tmp_path, signum):
     assert proc.returncode == ExitCode.INTERRUPTED, output
     assert "the same submit again" in output and "continues where this run stopped" in output
     assert "Traceback" not in output
-    assert not (tmp_path / "out.zarr" / ".manifest" / "lock.json").exists()
+    assert not (manifest_dir(tmp_path / "out.zarr") / "lock.json").exists()
     assert Manifest(str(tmp_path / "out.zarr")).last_run_report()["status"] == "interrupted"
     code, output = run_submit(job)
     assert code == ExitCode.OK, output

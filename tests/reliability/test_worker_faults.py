@@ -61,28 +61,32 @@ def test_job_completes_identically_under_worker_faults(tmp_path, reference, faul
 
 @pytest.mark.slow
 def test_flaky_input_filesystem_costs_at_most_a_rerun(tmp_path, reference, figures):
-    """Reads through a flaky fsspec filesystem fail now and then (readers cache opened
-    files, so few reads are tried): planning-time failures quarantine the image for
-    that run only, unit-time failures are retried."""
+    """Reads through a flaky fsspec filesystem fail: planning-time failures quarantine the image for
+    that run only (every image: exit 2, nothing could run), unit-time failures are retried.
+
+    The first 4 opens fail, whichever process makes them (a chance of 0.3 a call left runs where none
+    fired, since readers cache opened files): both images' planning in the first submit, one in the
+    second, and then a worker's read."""
     archive, expected = reference
     job = job_with_retries(tmp_path, archive)
     job.write_text(job.read_text().replace(f"path: {archive}", f"path: flaky://{archive}"))
     folder = tmp_path / "faults"
     folder.mkdir()
-    env = {"SEGMENT_ARCHIVE_FAULTS": "flaky_read:6", "SEGMENT_ARCHIVE_FAULTS_DIR": str(folder)}
+    env = {"SEGMENT_ARCHIVE_FAULTS": "flaky_read:4", "SEGMENT_ARCHIVE_FAULTS_DIR": str(folder)}
+    env["SEGMENT_ARCHIVE_FAULTS_P"] = "1"
     codes = []
-    # A failed submit has used at least one of the 6 faults: at most 7 submits finish the job.
-    for _ in range(7):
+    # A failed submit has used at least one of the 4 faults: at most 5 submits finish the job.
+    for _ in range(5):
         code, output = run_submit(job, env)
         codes.append(code)
         if code == 0:
             break
-    assert codes[-1] == 0 and set(codes) <= {0, 3}, (codes, output)
+    assert codes[-1] == 0 and set(codes) <= {0, 2, 3}, (codes, output)
     fired = injected(folder).get("flaky_read", 0)
     differing = differing_bytes(store_bytes(tmp_path / "out.zarr"), expected)
     figures["faults_injected"] += fired
     figures["bytes_differing"] += differing
-    assert 1 <= fired <= 6 and differing == 0
+    assert fired == 4 and differing == 0, codes
 
 
 @pytest.mark.slow
