@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -206,6 +207,22 @@ def on_predictors(
     make_predictor: PredictorFactory | None = None,
 ) -> Any:
     """`ds` mapped by `stage` on the pool of predictor actors (one model each), `rows_per_call` rows a call."""
+    with warnings.catch_warnings():
+        # max_restarts is passed as Ray Data documents it (actor_pool_map_operator: "map_batches(...,
+        # max_restarts=0) to disable"), through the remote args it now calls deprecated; no named
+        # parameter replaces it yet.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return predictors_dataset(ds, stage, ctx, r, rows_per_call, make_predictor)
+
+
+def predictors_dataset(
+    ds: Any,
+    stage: type[PredictStage],
+    ctx: StageContext,
+    r: ResourcesSpec,
+    rows_per_call: int,
+    make_predictor: PredictorFactory | None,
+) -> Any:
     return ds.map_batches(
         stage,
         fn_constructor_kwargs={"ctx": ctx, "make_predictor": make_predictor},

@@ -260,7 +260,7 @@ def test_a_linked_label_group_in_the_output_is_refused_naming_it(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("mine")
     (manifest_dir(tmp_path / "out.zarr")).mkdir(parents=True)
-    (tmp_path / "out.zarr" / "labels").mkdir()
+    (tmp_path / "out.zarr" / "labels").mkdir(parents=True)
     (tmp_path / "out.zarr" / "labels" / "img0").symlink_to(elsewhere)
     code, output = submit(make_job(tmp_path, archive))
     assert code == ExitCode.INVALID, output
