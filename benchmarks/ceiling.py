@@ -167,7 +167,7 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
 
     from benchmarks.manifest import fabricate
     from benchmarks.simulated import SimulatedPredictor
-    from pipeline import driver, stages
+    from pipeline import driver, netpass, stages
     from pipeline.io.archive import open_archive
     from pipeline.io.normalize import normalize
     from pipeline.plan import WorkUnit, unit_grid
@@ -179,10 +179,10 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
     model, model_fp, job_fp, manifest, store = driver.prepare(job, overwrite=False, create=True)
     archive = open_archive(job.input.path, job.input.axes, job.input.stack)
     plan = plan_job(archive, job, model, manifest, store, provenance(job, job_fp, model_fp, "", "")).images[0]
-    ctx = driver.stage_context(job, model.geometry, "split")
+    ctx = netpass.stage_context(job, model.geometry, "split")
     null = SimulatedPredictor(model.geometry, model.config.classes, 0.0)
     steps = dict.fromkeys(("read", "mirror_normalise", "tiling", "transfer", "to_output", "write"), 0.0)
-    rows = list(driver.image_rows(plan).rows(0, min(sample, plan.total)))
+    rows = list(netpass.image_rows(plan).rows(0, min(sample, plan.total)))
     image = stages._image(ctx, plan.key)
     height, width = image.plane_shape
     for row in rows:

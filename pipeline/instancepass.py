@@ -26,20 +26,25 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from pipeline.committer import Committer
 from pipeline.errors import ConfigError, OutputError
 from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
 from pipeline.instances import BlockGrid
+from pipeline.io.maskstore import MaskStore
 from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
 from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
+from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed_rows
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units
-from pipeline.rows import OUTCOME_COLUMNS, fresh_columns
-from pipeline.spec import InstancesSpec
+from pipeline.report import RunReport
+from pipeline.rows import OUTCOME_COLUMNS, Outcome, fresh_columns
+from pipeline.spec import InstancesSpec, JobSpec
 from pipeline.stages import StageContext, attempted, output_store
 
 FINISHED_COLUMNS = (*OUTCOME_COLUMNS, "cols", "summary")
+SUMMARISE_PHASE, RELABEL_PHASE = "instance blocks summarised", "instance blocks relabelled"
 
 
 def rule_of(ctx: StageContext) -> InstancesSpec:
@@ -213,3 +218,99 @@ def write_object_table(output_url: str, key: str, planes: ImageObjects) -> str:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the object table: {exc}") from None
     return path
+
+
+def execute_instances(
+    spec: JobSpec,
+    ctx: StageContext,
+    plans: list[ImagePlan],
+    manifest: Manifest,
+    committer: Committer,
+    report: RunReport,
+    progress: ProgressHook | None = None,
+) -> None:
+    """The instance pass of the images whose object probability is complete: summarise, merge, relabel, finish.
+
+    One stream for the summaries of the whole job, one for the relabelling, each with its own progress bar.
+    An image with a failed unit (of the net's pass, or a block that could not be summarised) is recorded
+    partial.
+    """
+    from pipeline import run
+
+    store = MaskStore(spec.output.path, "instances")
+    work = InstancePass(
+        [p for p in plans if not failed_units(report, p.key)],
+        manifest,
+        spec.output.chunks,
+        spec.output.instances or InstancesSpec(),
+    )
+    retries, cpus = spec.resources.retries, spec.resources.cpus_per_reader
+
+    def summaries() -> Iterator[dict[str, Any]]:
+        rows = list(work.summary_rows())  # the blocks not yet summarised, this attempt
+        if rows:
+            run.init_ray(spec.resources.address)
+        return run.cpu_stream(rows, summarise_unit, ctx, cpus)
+
+    tick = counting(progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
+    for outcome, row in streamed_rows(summaries, retries, work.summary_rows):
+        tick(outcome.megapixels)
+        if outcome.failure:
+            committed_instance(committer, report, outcome)
+        else:
+            work.add_summary(row)
+    ready = []
+    for plan in plans:
+        if failed_units(report, plan.key):
+            finish_image(plan, spec, manifest, store, report)  # records it as partial
+        else:
+            ready.append(plan)  # every plane merged
+    remaining = {plan.key: work.pending(plan) for plan in ready}
+    for plan in ready:
+        if remaining[plan.key] == 0:  # relabelled by an earlier run, killed before the finish
+            finish_instances(plan, work, spec, manifest, store, report)
+
+    def relabel_rows() -> Iterator[dict[str, Any]]:
+        return (row for plan in ready if remaining[plan.key] for row in work.relabel_rows(plan))
+
+    def relabels() -> Iterator[dict[str, Any]]:
+        rows = list(relabel_rows())
+        if rows:
+            run.init_ray(spec.resources.address)
+        return run.cpu_stream(rows, relabel_unit, ctx, cpus)
+
+    tick = counting(progress, RELABEL_PHASE, sum(remaining.values()))
+    for outcome, _ in streamed_rows(relabels, retries, relabel_rows):
+        if not committed_instance(committer, report, outcome):
+            continue  # delivered twice: counted already
+        tick(outcome.megapixels)
+        remaining[outcome.key] -= 1
+        if remaining[outcome.key] == 0:
+            committer.flush()
+            finish_instances(work.plans[outcome.key], work, spec, manifest, store, report)
+    committer.flush()
+
+
+def finish_instances(
+    plan: ImagePlan, work: InstancePass, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport
+) -> None:
+    """Every block of the image was relabelled (or failed): its object table and pyramids, then its record."""
+    if not failed_units(report, plan.key):
+        planes = work.plane_objects(plan)
+        write_object_table(spec.output.path, plan.key, planes)
+        warning = halo_warning(plan.key, planes, spec.output.instances or InstancesSpec())
+        if warning:
+            report.warnings[plan.key] = warning
+        MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
+        report.objects += sum(objects.count for _, _, objects in planes)
+    work.forget(plan)
+    finish_image(plan, spec, manifest, store, report)  # complete, or partial
+
+
+def committed_instance(committer: Committer, report: RunReport, outcome: Outcome) -> bool:
+    """Commit an instance-pass unit; a failed one leaves its image partial.  False if it was counted already."""
+    if not committer.add(INSTANCE_PASS, outcome):
+        return False
+    if outcome.failure:
+        report.units_quarantined[f"{outcome.key}:instances:{outcome.unit.id}"] = outcome.failure.error
+    return True

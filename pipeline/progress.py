@@ -8,7 +8,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 def _progress(*columns: TextColumn) -> Progress:
@@ -39,11 +47,14 @@ def training_progress(total: int) -> Iterator[Callable[[int, float, float], None
 LOG_EVERY_S = 30.0
 
 
+# hook(done, total, megapixels, phase): the net's "units", or a phase of the instance pass.
+Hook = Callable[[int, int, float, str], None]
+FIRST_PHASE = "units"
+
+
 @contextmanager
-def unit_progress(
-    enabled: bool = True, terminal: bool | None = None
-) -> Iterator[Callable[[int, int, float], None] | None]:
-    """A hook(done, total, megapixels) showing units, Mpx/s and ETA: a bar on a terminal, else a line every 30 s.
+def unit_progress(enabled: bool = True, terminal: bool | None = None) -> Iterator[Hook | None]:
+    """A hook showing units, Mpx/s and ETA, a bar per phase on a terminal, else a line every 30 s.
 
     The driver calls it with done 0 before Ray starts, so the total is known from the plan at once.
     """
@@ -54,32 +65,35 @@ def unit_progress(
         yield progress_lines(sys.stderr)
         return
     with _progress(TextColumn("{task.fields[rate]:.2f} Mpx/s")) as bar:
-        task = bar.add_task("starting Ray and the actors", total=None, rate=0.0)
-        start = time.perf_counter()
+        tasks: dict[str, tuple[TaskID, float]] = {}
 
-        def hook(done: int, total: int, megapixels: float) -> None:
+        def hook(done: int, total: int, megapixels: float, phase: str = FIRST_PHASE) -> None:
+            if phase not in tasks:
+                waiting = "starting Ray and the actors" if phase == FIRST_PHASE else phase
+                tasks[phase] = (bar.add_task(waiting, total=None, rate=0.0), time.perf_counter())
+            task, start = tasks[phase]
             elapsed = time.perf_counter() - start
             rate = megapixels / elapsed if elapsed else 0.0
-            bar.update(task, completed=done, total=total, rate=rate, description="units" if done else None)
+            bar.update(task, completed=done, total=total, rate=rate, description=phase if done else None)
 
         yield hook
 
 
-def progress_lines(stream: TextIO, every: float = LOG_EVERY_S) -> Callable[[int, int, float], None]:
-    """A progress hook that writes one line every `every` seconds, and one when the last unit is done."""
-    start = time.perf_counter()
-    last = -every
+def progress_lines(stream: TextIO, every: float = LOG_EVERY_S) -> Hook:
+    """A progress hook that writes one line every `every` seconds per phase, and one when its last unit is done."""
+    started: dict[str, float] = {}
+    last: dict[str, float] = {}
 
-    def hook(done: int, total: int, megapixels: float) -> None:
-        nonlocal last
-        elapsed = time.perf_counter() - start
-        if elapsed - last < every and done < total:
+    def hook(done: int, total: int, megapixels: float, phase: str = FIRST_PHASE) -> None:
+        now = time.perf_counter()
+        elapsed = now - started.setdefault(phase, now)
+        if elapsed - last.get(phase, -every) < every and done < total:
             return
-        last = elapsed
+        last[phase] = elapsed
         rate = done / elapsed if elapsed and done else 0.0
         eta = f"{(total - done) / rate / 60:.1f} min" if rate else "unknown"
         stream.write(
-            f"progress: {done}/{total} units ({done / max(total, 1):.0%}), "
+            f"progress: {done}/{total} {phase} ({done / max(total, 1):.0%}), "
             f"{megapixels / elapsed if elapsed else 0.0:.2f} Mpx/s, {elapsed / 60:.1f} min so far, eta {eta}\n"
         )
         stream.flush()

@@ -238,7 +238,7 @@ def predictors_dataset(
         num_cpus=r.actor_cpus(),
         zero_copy_batch=True,
         # A lost actor fails the stream, and the driver streams the units still pending again
-        # (driver.streamed).  Ray's own restart would rebuild the actor from constructor arguments
+        # (passes.streamed).  Ray's own restart would rebuild the actor from constructor arguments
         # kept in the object store, which it warns of on the terminal at every start (ray#53727).
         max_restarts=0,
         # Set before the actor's first allocation: on a CPU, the model's forwards stop

@@ -31,6 +31,8 @@ RULES = {
     "stages": {"ray"},
     "planner": {"ray"},
     "driver": {"ray", "torch"},
+    "netpass": {"ray", "torch"},  # passes see streams of rows; pipeline.run is the Ray boundary
+    "passes": {"ray", "torch", "zarr"},
     "committer": {"ray", "torch", "zarr"},  # the driver sees rows; the Ray boundary is pipeline.run
     "rows": {"torch", "ray", "zarr", "tifffile"},
     "outcome": {"torch", "ray", "zarr", "numpy"},

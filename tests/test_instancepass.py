@@ -60,7 +60,14 @@ def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(
     job = instances_job(
         tmp_path, f"{{method: watershed, threshold: {T}, seed_threshold: {SEED_T}, halo: 20, min_size: 3}}"
     )
-    submit(job)
+    last = {}  # phase -> (done, total) as the progress hook last saw it
+    submit(job, progress=lambda done, total, mpx, phase: last.__setitem__(phase, (done, total)))
+    blocks = 2 * (5 * 4 + 3 * 2)  # two planes of 70 x 90 and of 45 x 33 in 16 x 24 blocks
+    assert last == {
+        "units": (blocks, blocks),
+        "instance blocks summarised": (blocks, blocks),
+        "instance blocks relabelled": (blocks, blocks),
+    }
     for key in ("img0", "img1"):
         labels = stored(job, key)
         np.testing.assert_array_equal(labels, whole_plane_labels(job, key))

@@ -18,6 +18,22 @@ def test_without_a_terminal_progress_is_a_line_every_so_often_and_one_at_the_end
     assert lines[1].startswith("progress: 10/10 units (100%)") and "Mpx/s" in lines[1] and "eta" in lines[1]
 
 
+def test_each_phase_has_its_own_count_and_clock():
+    log = io.StringIO()
+    hook = progress_lines(log, every=3600)
+    hook(0, 4, 0.0)
+    hook(4, 4, 1.0)
+    hook(0, 6, 0.0, "instance blocks summarised")  # the instance pass starts its own line
+    hook(6, 6, 1.5, "instance blocks summarised")
+    lines = [line.split(",")[0] for line in log.getvalue().splitlines()]
+    assert lines == [
+        "progress: 0/4 units (0%)",
+        "progress: 4/4 units (100%)",
+        "progress: 0/6 instance blocks summarised (0%)",
+        "progress: 6/6 instance blocks summarised (100%)",
+    ]
+
+
 def test_quiet_means_no_hook_at_all():
     with unit_progress(enabled=False) as hook:
         assert hook is None

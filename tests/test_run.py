@@ -216,7 +216,7 @@ def test_the_predictor_is_called_on_the_thread_that_built_its_model(tmp_path):
     """One thread for the model: torch's OpenMP keeps one team of threads (see run.on_predictors)."""
     import ray.data
 
-    from pipeline.driver import stage_context
+    from pipeline.netpass import stage_context
     from pipeline.run import on_predictors
 
     job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 50),))))
