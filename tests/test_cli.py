@@ -54,3 +54,19 @@ def test_a_tile_below_the_models_smallest_is_invalid_before_anything_runs(tmp_pa
     assert result.exit_code == ExitCode.INVALID, result.output
     assert "inference.tile 16: smaller than this model's smallest legal tile, 52" in result.output
     assert not (tmp_path / "out.zarr").exists()  # nothing was planned or written
+
+
+def test_a_quiet_submit_prints_its_summary_and_nothing_of_rays(tmp_path):
+    """Ray's C++ core worker writes to the process's stderr, past click: only a real process shows it."""
+    import subprocess
+    import sys
+
+    from tests.jobs import make_archive, make_job
+
+    job = make_job(tmp_path, make_archive(tmp_path / "in"), actors=2)
+    cmd = [sys.executable, "-m", "pipeline.cli", "submit", str(job), "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stderr == "", result.stderr  # no core_worker.cc line, no progress, no Ray log
+    assert result.stdout.startswith("test-job (complete)")
+    assert result.stdout.splitlines()[-1] == f"report: {tmp_path}/out.zarr.job/report.html"
