@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from benchmarks.common import emit
-from pipeline.instances import BlockGrid, label_block
-from pipeline.objects import BlockSummary, merge_plane, summarise_block
+from pipeline.instances.merge import BlockGrid, label_block
+from pipeline.instances.objects import BlockSummary, merge_plane, summarise_block
 
 
 def synthetic_mask(size: int) -> np.ndarray:

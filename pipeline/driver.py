@@ -5,7 +5,7 @@
 check the output's place, the tile and chunks -> plan (manifest-aware) -> the
 net's pass (pipeline.netpass: one stream of every pending unit through
 `pipeline.run`, the Ray boundary, committed as it flows, images finished) -> for
-output.kind instances, the instance pass (pipeline.instancepass) -> report.  Ray
+output.kind instances, the instance pass (pipeline.instances.instancepass) -> report.  Ray
 does not survive the driver's death; the manifest does, so a new submit resumes.
 No ray import here: the passes see streams of rows.
 """

@@ -1,7 +1,7 @@
 """The net's pass: one Ray Data stream of every pending unit of the job, committed as it flows.
 
 Each image is finished (pyramid, record) as its last unit commits; for
-output.kind instances the instance pass (pipeline.instancepass) follows.
+output.kind instances the instance pass (pipeline.instances.instancepass) follows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.committer import Committer
-from pipeline.instancepass import execute_instances
+from pipeline.instances.instancepass import execute_instances
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState

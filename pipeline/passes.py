@@ -1,6 +1,6 @@
 """What every pass of a job shares on the driver: a retried stream of outcomes, progress, finishing an image.
 
-A pass (the net's, pipeline.netpass; the instance pass, pipeline.instancepass)
+A pass (the net's, pipeline.netpass; the instance pass, pipeline.instances.instancepass)
 hands Ray a stream of unit rows and reads back one `Outcome` per unit; when the
 stream fails as a whole, the units still pending run again in a new one.  No ray
 import here.

@@ -9,8 +9,8 @@ from skimage.measure import label, regionprops
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential
 
-from pipeline.fragments import kept_whole, label_plane
-from pipeline.objects import BlockSummary, PlaneObjects, summarise_block
+from pipeline.instances.fragments import kept_whole, label_plane
+from pipeline.instances.objects import BlockSummary, PlaneObjects, summarise_block
 from pipeline.spec import InstancesSpec
 
 

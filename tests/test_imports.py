@@ -13,7 +13,13 @@ def modules_after_import(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["pipeline.stages", "pipeline.instancepass", "pipeline.tiling", "pipeline.model.geometry", "pipeline.plan"],
+    [
+        "pipeline.stages",
+        "pipeline.instances.instancepass",
+        "pipeline.tiling",
+        "pipeline.model.geometry",
+        "pipeline.plan",
+    ],
 )
 def test_reader_and_writer_code_does_not_import_torch(module):
     """Reader and writer workers start in a fraction of the time when they skip torch (seconds each on 2 cores)."""
@@ -21,7 +27,8 @@ def test_reader_and_writer_code_does_not_import_torch(module):
 
 
 @pytest.mark.parametrize(
-    "module", ["pipeline.cli", "pipeline.stages", "pipeline.instancepass", "pipeline.model", "pipeline.train.loop"]
+    "module",
+    ["pipeline.cli", "pipeline.stages", "pipeline.instances.instancepass", "pipeline.model", "pipeline.train.loop"],
 )
 def test_only_the_pipeline_runner_imports_ray(module):
     assert "ray" not in modules_after_import(module)

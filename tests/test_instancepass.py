@@ -12,7 +12,7 @@ from skimage.measure import label
 from pipeline.cli import main
 from pipeline.driver import submit
 from pipeline.errors import ExitCode
-from pipeline.fragments import label_plane
+from pipeline.instances.fragments import label_plane
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.spec import InstancesSpec, JobSpec
 from tests.jobs import make_archive, make_job, manifest_dir, records, store_bytes, stored

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from skimage.measure import label
 
 from pipeline.errors import ConfigError
-from pipeline.fragments import label_plane
-from pipeline.instances import BlockGrid, merge_table, raster_order
+from pipeline.instances.fragments import label_plane
+from pipeline.instances.merge import BlockGrid, merge_table, raster_order
 from pipeline.spec import InstancesSpec
 
 

@@ -2,7 +2,7 @@
 
 After the net's pass has written an image's object probability:
 
-1. summarise (CPU tasks): each block's provisional ids (pipeline.fragments)
+1. summarise (CPU tasks): each block's provisional ids (pipeline.instances.fragments)
    shrink to a BlockSummary, sent to the driver;
 2. merge (driver): once every block of a plane is in, its merge table and
    object measurements are saved to the manifest, and the summaries dropped;
@@ -28,13 +28,13 @@ import numpy as np
 
 from pipeline.committer import Committer
 from pipeline.errors import ConfigError, OutputError
-from pipeline.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
-from pipeline.instances import BlockGrid
+from pipeline.instances.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
+from pipeline.instances.merge import BlockGrid
+from pipeline.instances.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.io.maskstore import MaskStore
 from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
-from pipeline.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed_rows
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units

@@ -1,6 +1,6 @@
 """Objects of one plane: per-block summaries, their merge, and the object table.
 
-A block's provisional ids (pipeline.fragments) shrink to a `BlockSummary`:
+A block's provisional ids (pipeline.instances.fragments) shrink to a `BlockSummary`:
 its four edges and, per id, the first pixel and running sums (area, centroid,
 bounding box, probability).  `merge_plane` joins the summaries of every block
 of a plane into the merge table and the per-object measurements, without ever
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.instances import BlockEdges, BlockGrid, MergeTable, block_pairs, merge_table, raster_order
+from pipeline.instances.merge import BlockEdges, BlockGrid, MergeTable, block_pairs, merge_table, raster_order
 
 # Columns of BlockSummary.stats, one row per provisional id.
 FIRST, AREA, SUM_Y, SUM_X, MIN_Y, MIN_X, MAX_Y, MAX_X, SUM_P = range(9)

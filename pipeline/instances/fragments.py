@@ -3,7 +3,7 @@
 Two methods (`output.instances.method`):
 
 * `components`: connected components of `probability >= threshold`.  Needs no
-  halo: blocks meet only on their borders, and pipeline.instances merges ids
+  halo: blocks meet only on their borders, and pipeline.instances.merge joins ids
   that touch there.
 * `watershed`: a seeded watershed on the boundary elevation `1 - probability`
   inside the thresholded mask, seeds being the components of
@@ -29,8 +29,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from pipeline.instances import GLOBAL_BIT, BlockGrid, label_block, structure
-from pipeline.objects import BlockSummary, PlaneObjects, merge_plane, summarise_block
+from pipeline.instances.merge import GLOBAL_BIT, BlockGrid, label_block, structure
+from pipeline.instances.objects import BlockSummary, PlaneObjects, merge_plane, summarise_block
 
 if TYPE_CHECKING:
     from pipeline.spec import InstancesSpec
