@@ -310,13 +310,13 @@ def test_a_job_whose_every_image_is_refused_is_invalid_and_a_corrected_job_then_
 
 @pytest.mark.slow  # the Ray Client's connection timeout: 30 s
 def test_an_address_with_no_ray_cluster_is_a_config_error_naming_the_field(tmp_path):
-    import ray
-
-    ray.shutdown()  # a Ray this process already runs (another test's) would be used whatever the address
+    # Its own process: a Ray this one runs would be used whatever the address, and a failed Ray Client
+    # connection leaves state behind that breaks the next ray.init of the process.
     job = make_job(tmp_path, make_archive(tmp_path / "archive"))
-    result = CliRunner().invoke(main, ["submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"])
-    assert result.exit_code == ExitCode.INVALID, result.output
-    assert "resources.address ray://127.0.0.1:9: cannot connect" in result.output
+    cmd = [sys.executable, "-m", "pipeline.cli", "submit", str(job), "--quiet", "--address", "ray://127.0.0.1:9"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == ExitCode.INVALID, result.stdout + result.stderr
+    assert "resources.address ray://127.0.0.1:9: cannot connect" in result.stdout + result.stderr
 
 
 def test_the_lock_works_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
