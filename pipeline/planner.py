@@ -194,7 +194,7 @@ def plan_image(
             manifest.forget_image(key)
             states = {}
             for kind, layout in layouts.items():
-                MaskStore(store.url, kind).create_image(
+                store.of_kind(kind).create_image(
                     key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
                 )
     sizes = {a: image.size(a) for a in image.plane_axes}

@@ -84,6 +84,8 @@ class MaskStore:
         self.url, self.kind = url, kind
         self.group_name = "probabilities" if kind == "probabilities" else "labels"
         self._writing: dict[str, zarr.Array] = {}
+        self._kind_group: zarr.Group | None = None  # labels/ or probabilities/, opened once
+        self._other_kinds: dict[str, MaskStore] = {}
 
     def _store(self, read_only: bool = False) -> Any:
         if "://" in self.url and not self.url.startswith("file://"):
@@ -96,13 +98,23 @@ class MaskStore:
         except Exception as exc:
             raise OutputError(f"{self.url}: cannot open the mask store: {type(exc).__name__}: {exc}") from None
 
+    def of_kind(self, kind: str) -> MaskStore:
+        """The store of `kind` at the same URL (instances also keep their probability), made once."""
+        if kind == self.kind:
+            return self
+        return self._other_kinds.setdefault(kind, MaskStore(self.url, kind))
+
     def create_image(self, key: str, layout: OutputLayout, scale: dict[str, float], provenance: dict[str, Any]) -> None:
-        """(Re)create the level-0 array of `key`, empty, with its OME metadata."""
+        """(Re)create the level-0 array of `key`, empty, with its OME metadata.
+
+        The group is made with its attributes, and the kind's group opened once per store: planning
+        10^4 images costs a few milliseconds an image, not a read-modify-write of attributes each.
+        """
         self._writing.pop(key, None)
-        root = self.root()
-        group = root.require_group(self.group_name)
-        name = image_name(key)
-        image = group.create_group(name, overwrite=True)
+        if self._kind_group is None:
+            self._kind_group = self.root().require_group(self.group_name)
+        attributes = self._image_attrs(key, layout, scale, levels=1, provenance=provenance)
+        image = self._kind_group.create_group(image_name(key), overwrite=True, attributes=attributes)
         image.create_array(
             "0",
             shape=layout.shape,
@@ -113,7 +125,6 @@ class MaskStore:
             chunk_key_encoding={"name": "v2", "separator": "/"},
             overwrite=True,
         )
-        image.attrs.update(self._image_attrs(key, layout, scale, levels=1, provenance=provenance))
 
     def list_labels(self, keys: list[str]) -> None:
         """Add the images to the labels group's list (NGFF), in one write for all of them.
