@@ -37,7 +37,7 @@ def measure(count: int) -> dict[str, Any]:
     from pipeline import driver
     from pipeline.io.archive import open_archive
     from pipeline.model.checkpoint import trained_on
-    from pipeline.planner import plan_job, provenance
+    from pipeline.planner import Planning, plan_job, provenance
     from pipeline.spec import JobSpec
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,9 +55,8 @@ def measure(count: int) -> dict[str, Any]:
         model, model_fp, job_fp, manifest, store = driver.prepare(job, overwrite=False, create=True)
         start = time.perf_counter()
         archive = open_archive(job.input.path)
-        summary = plan_job(
-            archive, job, model, manifest, store, provenance(job, job_fp, model_fp, "", ""), trained_on(checkpoint)
-        )
+        prov = provenance(job, job_fp, model_fp, "", "")
+        summary = plan_job(archive, Planning(job, model, manifest, store, prov, trained_on(checkpoint)))
         seconds = time.perf_counter() - start
     assert len(summary.images) == count, summary.quarantined
     return {"images": count, "seconds": round(seconds, 2), "ms_per_image": round(1000 * seconds / count, 2)}

@@ -26,7 +26,7 @@ from pipeline.netpass import execute
 from pipeline.outputplace import check_output_place
 from pipeline.passes import ProgressHook
 from pipeline.plan import check_chunks, check_tile
-from pipeline.planner import PlanSummary, plan_job, provenance
+from pipeline.planner import Planning, PlanSummary, plan_job, provenance
 from pipeline.report import RunReport
 from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
@@ -77,7 +77,7 @@ def submit(
     prov = provenance(spec, job_fp, model_fp, "", "")
     trained = trained_on(spec.model.checkpoint) if spec.model.checkpoint else None
     if dry_run or store is None:
-        summary = plan_job(archive, spec, model, manifest, None, prov, trained)
+        summary = plan_job(archive, Planning(spec, model, manifest, None, prov, trained))
         refuse_if_nothing_can_run(summary)
         return RunReport(
             spec.name,
@@ -103,7 +103,7 @@ def submit(
         )
         checked = verify_output(spec.output.path, spec.output.kind) if verify else []
         reopen_lost(manifest, checked)
-        summary = plan_job(archive, spec, model, manifest, store, prov, trained)
+        summary = plan_job(archive, Planning(spec, model, manifest, store, prov, trained))
         if summary.all_refused() and not existing:
             manifest.reset()  # a corrected job file then starts afresh, without --overwrite
         refuse_if_nothing_can_run(summary)

@@ -156,21 +156,26 @@ def provenance(spec: JobSpec, job_fingerprint: str, model_fingerprint: str, key:
     }
 
 
-def plan_image(
-    key: str,
-    archive: Archive,
-    spec: JobSpec,
-    model: UNet,
-    manifest: Manifest,
-    store: MaskStore | None,
-    prov: dict[str, Any],
-    trained: dict[str, Any] | None = None,
-) -> ImagePlan | None:
-    """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image,
-    and for one whose normalised input lies far outside what the model was `trained` on.
+@dataclass(frozen=True)
+class Planning:
+    """What planning an image needs besides the image: the job, the model, the records, where to write."""
 
-    With a `store`, creates the image's output if it is new or its input changed.
+    spec: JobSpec
+    model: UNet  # its config (channels, classes) only
+    manifest: Manifest
+    store: MaskStore | None  # None: plan only (plan, --dry-run), create nothing
+    provenance: dict[str, Any]
+    trained: dict[str, Any] | None = None  # the checkpoint's trained_on record, if it has one
+
+
+def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | None:
+    """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image,
+    and for one whose normalised input lies far outside what the model was trained on.
+
+    With a store, creates the image's output if it is new or its input changed.
     """
+    spec, model, manifest, store = planning.spec, planning.model, planning.manifest, planning.store
+    prov, trained = planning.provenance, planning.trained
     image = archive.open(key)
     if image.channels != model.config.in_channels:
         raise InputError(
@@ -225,19 +230,13 @@ def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, O
     }
 
 
-def plan_job(
-    archive: Archive,
-    spec: JobSpec,
-    model: UNet,
-    manifest: Manifest,
-    store: MaskStore | None,
-    prov: dict[str, Any],
-    trained: dict[str, Any] | None = None,
-) -> PlanSummary:
+def plan_job(archive: Archive, planning: Planning) -> PlanSummary:
+    """Every image of the archive planned (or skipped as complete, or quarantined with the reason)."""
+    store = planning.store
     summary = PlanSummary()
     for key in archive.image_keys():
         try:
-            plan = plan_image(key, archive, spec, model, manifest, store, prov, trained)
+            plan = plan_image(key, archive, planning)
         except InputError as exc:
             summary.quarantined[key] = str(exc)
             continue
