@@ -178,7 +178,10 @@ def plan(job_path: str) -> None:
 )
 @reports_errors
 def status(job_path: str, verify: bool) -> None:
-    """Done / pending / failed units of the job, and its last run.  Changes nothing."""
+    """Done / pending / failed units of the job, and its last run.
+
+    Changes no work or record (an output of an earlier version has its records moved beside the store).
+    """
     from pipeline.report import job_status
     from pipeline.spec import JobSpec
 

@@ -15,7 +15,7 @@ from pipeline.instances.instancepass import execute_instances
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState
-from pipeline.passes import ProgressHook, failed_units, finish_image, streamed
+from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed
 from pipeline.planner import ImagePlan, PlanSummary
 from pipeline.report import RunReport, record_timeline
 from pipeline.rows import ImageRows, Outcome
@@ -81,11 +81,10 @@ def execute(
     plans = {p.key: p for p in summary.images}
     remaining = {p.key: p.pending for p in summary.images}
     committer = Committer(manifest, plans)
-    total, finished = summary.pending_units, 0
+    total = summary.pending_units
     instances = spec.output.kind == "instances"
+    tick = counting(progress, NET_PHASE, total)  # shows the plan's total while Ray and the actors start
     if total:
-        if progress:
-            progress(0, total, 0.0, NET_PHASE)  # the total, from the plan, while Ray and the actors start
         run.init_ray(spec.resources.address)
         run.check_resources(spec.resources)
         report.timeline.append((0.0, 0.0))
@@ -104,14 +103,12 @@ def execute(
         for outcome in streamed(stream, spec.resources.retries, leftovers):
             if not committer.add(NET_PASS, outcome):
                 continue
-            finished += 1
             count_in(report, outcome)
             remaining[outcome.key] -= 1
             if remaining[outcome.key] == 0 and not instances:
                 committer.flush()
                 finish_image(plans[outcome.key], spec, manifest, store, report)
-            if progress:
-                progress(finished, total, report.megapixels, NET_PHASE)
+            tick(0.0 if outcome.failure else outcome.megapixels)  # the megapixels count_in counts
             record_timeline(report, time.perf_counter() - t0)
         if total:
             record_timeline(report, time.perf_counter() - t0, force=True)

@@ -186,8 +186,7 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     if record and record.get("state") == "complete" and record.get("input") == image.fingerprint:
         return None
     scale, offset = affine_for(image, spec.inference.normalize)
-    got = sampled_range(image, scale, offset) if trained is not None else None
-    if trained is not None and got is not None:
+    if trained is not None and (got := sampled_range(image, scale, offset)) is not None:
         check_trained_range(image.source, got, trained)
     layouts = output_layouts(image, spec, model.config.classes)
     grid = UnitGrid(key, image.n_planes, image.plane_shape, spec.output.chunks)

@@ -49,7 +49,7 @@ LOG_EVERY_S = 30.0
 
 # hook(done, total, megapixels, phase): the net's "units", or a phase of the instance pass.
 Hook = Callable[[int, int, float, str], None]
-FIRST_PHASE = "units"
+DEFAULT_PHASE = "units"  # what a hook called without a phase counts: the net's units (netpass.NET_PHASE)
 
 
 @contextmanager
@@ -67,9 +67,9 @@ def unit_progress(enabled: bool = True, terminal: bool | None = None) -> Iterato
     with _progress(TextColumn("{task.fields[rate]:.2f} Mpx/s")) as bar:
         tasks: dict[str, tuple[TaskID, float]] = {}
 
-        def hook(done: int, total: int, megapixels: float, phase: str = FIRST_PHASE) -> None:
-            if phase not in tasks:
-                waiting = "starting Ray and the actors" if phase == FIRST_PHASE else phase
+        def hook(done: int, total: int, megapixels: float, phase: str = DEFAULT_PHASE) -> None:
+            if phase not in tasks:  # the first phase waits for Ray and the actors to start
+                waiting = "starting Ray and the actors" if not tasks else phase
                 tasks[phase] = (bar.add_task(waiting, total=None, rate=0.0), time.perf_counter())
             task, start = tasks[phase]
             elapsed = time.perf_counter() - start
@@ -84,7 +84,7 @@ def progress_lines(stream: TextIO, every: float = LOG_EVERY_S) -> Hook:
     started: dict[str, float] = {}
     last: dict[str, float] = {}
 
-    def hook(done: int, total: int, megapixels: float, phase: str = FIRST_PHASE) -> None:
+    def hook(done: int, total: int, megapixels: float, phase: str = DEFAULT_PHASE) -> None:
         now = time.perf_counter()
         elapsed = now - started.setdefault(phase, now)
         if elapsed - last.get(phase, -every) < every and done < total:

@@ -212,39 +212,28 @@ def on_predictors(
         # max_restarts=0) to disable"), through the remote args it now calls deprecated; no named
         # parameter replaces it yet.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return predictors_dataset(ds, stage, ctx, r, rows_per_call, make_predictor)
-
-
-def predictors_dataset(
-    ds: Any,
-    stage: type[PredictStage],
-    ctx: StageContext,
-    r: ResourcesSpec,
-    rows_per_call: int,
-    make_predictor: PredictorFactory | None,
-) -> Any:
-    return ds.map_batches(
-        stage,
-        fn_constructor_kwargs={"ctx": ctx, "make_predictor": make_predictor},
-        batch_size=rows_per_call,
-        batch_format="numpy",
-        # Calls run on the actor's own thread, the one that built the model, not on a thread
-        # of Ray Data's.  torch's OpenMP then has one team of threads, which spins at its
-        # barriers; with a second team libgomp counts more threads than cores and sleeps at
-        # every barrier instead (on 2 cores: 1,100 sleeps a second, each forward 3% slower).
-        # One call at a time all the same: the actor's max_concurrency stays 1.
-        compute=ray.data.ActorPoolStrategy(size=r.actors, enable_true_multi_threading=True),
-        num_gpus=r.gpus_per_actor,
-        num_cpus=r.actor_cpus(),
-        zero_copy_batch=True,
-        # A lost actor fails the stream, and the driver streams the units still pending again
-        # (passes.streamed).  Ray's own restart would rebuild the actor from constructor arguments
-        # kept in the object store, which it warns of on the terminal at every start (ray#53727).
-        max_restarts=0,
-        # Set before the actor's first allocation: on a CPU, the model's forwards stop
-        # page-faulting their activations in again (see pipeline.cpumemory).
-        runtime_env={"env_vars": {**malloc_env(), **PREDICTOR_PRIORITY}},
-    )
+        return ds.map_batches(
+            stage,
+            fn_constructor_kwargs={"ctx": ctx, "make_predictor": make_predictor},
+            batch_size=rows_per_call,
+            batch_format="numpy",
+            # Calls run on the actor's own thread, the one that built the model, not on a thread
+            # of Ray Data's.  torch's OpenMP then has one team of threads, which spins at its
+            # barriers; with a second team libgomp counts more threads than cores and sleeps at
+            # every barrier instead (on 2 cores: 1,100 sleeps a second, each forward 3% slower).
+            # One call at a time all the same: the actor's max_concurrency stays 1.
+            compute=ray.data.ActorPoolStrategy(size=r.actors, enable_true_multi_threading=True),
+            num_gpus=r.gpus_per_actor,
+            num_cpus=r.actor_cpus(),
+            zero_copy_batch=True,
+            # A lost actor fails the stream, and the driver streams the units still pending again
+            # (passes.streamed).  Ray's own restart would rebuild the actor from constructor arguments
+            # kept in the object store, which it warns of on the terminal at every start (ray#53727).
+            max_restarts=0,
+            # Set before the actor's first allocation: on a CPU, the model's forwards stop
+            # page-faulting their activations in again (see pipeline.cpumemory).
+            runtime_env={"env_vars": {**malloc_env(), **PREDICTOR_PRIORITY}},
+        )
 
 
 def cpu_stream(

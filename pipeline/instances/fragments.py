@@ -70,14 +70,17 @@ def halo_for(rule: InstancesSpec) -> int:
     return rule.halo if rule.method == "watershed" else 0
 
 
+def longest_sides(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Each object's bounding-box height or width, whichever is larger (rows of a plane's object table)."""
+    return np.maximum(columns["bbox_y1"] - columns["bbox_y0"], columns["bbox_x1"] - columns["bbox_x0"])
+
+
 def kept_whole(columns: dict[str, np.ndarray], rule: InstancesSpec) -> np.ndarray:
     """Which objects of a plane (rows of its object table) the halo condition kept whole: wider or taller
     than `halo`, so never split by the watershed, however many seeds they hold."""
     if rule.method != "watershed":
         return np.zeros(len(columns["id"]), bool)
-    height = columns["bbox_y1"] - columns["bbox_y0"]
-    width = columns["bbox_x1"] - columns["bbox_x0"]
-    return (height > rule.halo) | (width > rule.halo)
+    return longest_sides(columns) > rule.halo
 
 
 def block_ids(probability: np.ndarray, where: BlockWindow, number: int, rule: InstancesSpec) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.committer import Committer
 from pipeline.errors import ConfigError, OutputError
-from pipeline.instances.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole
+from pipeline.instances.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole, longest_sides
 from pipeline.instances.merge import BlockGrid
 from pipeline.instances.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
 from pipeline.io.maskstore import MaskStore
@@ -196,8 +196,7 @@ def halo_warning(key: str, planes: ImageObjects, rule: InstancesSpec) -> str:
         counts += int(whole.sum())
         areas += int(c["area"][whole].sum())
         foreground += int(c["area"].sum())
-        sides = np.maximum(c["bbox_y1"] - c["bbox_y0"], c["bbox_x1"] - c["bbox_x0"])[whole]
-        largest = max(largest, int(sides.max(initial=0)))
+        largest = max(largest, int(longest_sides(c)[whole].max(initial=0)))
     if not counts:
         return ""
     return (
