@@ -12,6 +12,9 @@ never appends in place:
   number of files grows with units / 10^4, not with commits, and a resume reads
   an image of 10^6 units in 100 small files.
 * `failures/<pass>/<image>/<run>-<seq>.jsonl`: why units failed (immutable batches).
+* `inputs/<image>.npz`: the stamps of the input pieces the image's committed units
+  were computed from (pipeline.changes); a rerun redoes only the units whose
+  window reads a piece that changed since.
 * `images/<image>.json`: written once an image is complete (or quarantined),
   so a rerun skips it without reading its states.
 * `instances/<image>/<plane>.npz`: output.kind instances, a plane's merge
@@ -35,6 +38,7 @@ import fsspec
 import numpy as np
 
 from pipeline.atomic import write_whole
+from pipeline.changes import InputPieces
 from pipeline.errors import OutputError
 from pipeline.joblock import JobLock
 from pipeline.jobrecords import MANIFEST, records_url
@@ -115,7 +119,7 @@ class Manifest:
     def reset(self) -> None:
         """Forget everything recorded (for --overwrite)."""
         self._described.clear()
-        for sub in ("states", "failures", "units", "images", "instances", "job.json"):
+        for sub in ("states", "failures", "units", "images", "instances", "inputs", "job.json"):
             path = self._path(sub)
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
@@ -225,7 +229,7 @@ class Manifest:
 
     def forget_folder(self, name: str) -> None:
         """`forget_image` of the image whose `image_name` is `name`."""
-        paths = [self._path("images", name + ".json"), self._path("instances", name)]
+        paths = [self._path("images", name + ".json"), self._path("instances", name), self._input_path(name)]
         for pass_name in (NET_PASS, INSTANCE_PASS):
             self._described.discard(self._path("states", pass_name, name))
             paths += [self._path("states", pass_name, name), self._path("failures", pass_name, name)]
@@ -251,6 +255,23 @@ class Manifest:
         if self.fs.exists(record):
             self.fs.rm(record)
 
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _input_path(self, name: str) -> str:
+        return self._path("inputs", name + ".npz")
+
+    def input_pieces(self, key: str) -> InputPieces | None:
+        """The stamps of the input the image's committed units were computed from, or None if never recorded."""
+        path = self._input_path(image_name(key))
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        return InputPieces.from_bytes(data, path)
+
+    def set_input_pieces(self, key: str, pieces: InputPieces) -> None:
+        self.write_bytes(self._input_path(image_name(key)), pieces.to_bytes())
+
     # -- instances ------------------------------------------------------------------------
 
     def _plane_path(self, key: str, plane: int) -> str:
@@ -258,6 +279,13 @@ class Manifest:
 
     def save_plane_objects(self, key: str, plane: int, data: bytes) -> None:
         self.write_bytes(self._plane_path(key, plane), data)
+
+    def forget_planes(self, key: str, planes: Iterable[int]) -> None:
+        """Drop the merged objects of these planes (their probabilities changed: merge them again)."""
+        for plane in planes:
+            path = self._plane_path(key, int(plane))
+            if self.fs.exists(path):
+                self.fs.rm(path)
 
     def has_plane_objects(self, key: str, plane: int) -> bool:
         return bool(self.fs.exists(self._plane_path(key, plane)))

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline import __version__
+from pipeline.changes import Footprint, ImageChange, InputPieces, all_new, carried_states, compare
 from pipeline.errors import InputError
 from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
 from pipeline.io.normalize import affine_for, sampled_range
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, Manifest
+from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
 from pipeline.spec import JobSpec, NormalizeSettings
@@ -72,6 +74,7 @@ class ImagePlan:
     states: dict[str, np.ndarray] = field(default_factory=dict)  # pass -> uint8 UnitState per unit
     axes: str = ""  # the input's axes, as read or as the job gave them (shown by `plan`)
     dtype: str = ""
+    change: ImageChange | None = None  # what changed in the input since the units were computed
 
     def __post_init__(self) -> None:
         for pass_name in (NET_PASS, INSTANCE_PASS):
@@ -127,9 +130,13 @@ class PlanSummary:
         how = "from the job" if axes_given else "inferred"
         return [
             f"{p.key}: axes {p.axes} ({how}), {p.dtype}, {p.n_planes} plane(s) of {p.shape[0]} x {p.shape[1]}, "
-            f"{p.pending} of {p.total} unit(s) pending"
+            f"{p.pending} of {p.total} unit(s) pending" + (f"; input: {p.change.describe()}" if p.change else "")
             for p in self.images
         ]
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Per image planned: its units unchanged / changed / new since they were computed, and why."""
+        return {p.key: {**p.change.counts, "reason": p.change.reason} for p in self.images if p.change is not None}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +147,9 @@ class PlanSummary:
             "units_pending": self.pending_units,
             "units_total": sum(p.total for p in self.images),
             "megapixels_pending": round(self.pending_megapixels, 3),
+            "units_changed": sum(p.change.counts["changed"] for p in self.images if p.change),
+            "units_new": sum(p.change.counts["new"] for p in self.images if p.change),
+            "changes": self.changes(),
         }
 
 
@@ -172,50 +182,90 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image,
     and for one whose normalised input lies far outside what the model was trained on.
 
-    With a store, creates the image's output if it is new or its input changed.
+    Units whose input changed since they were computed are pending again (pipeline.changes).  With a
+    store, creates the image's output if it is new (or changed beyond localising), grows it if the
+    image grew, and records the input the units will be computed from.
     """
     spec, model, manifest, store = planning.spec, planning.model, planning.manifest, planning.store
-    prov, trained = planning.provenance, planning.trained
     image = archive.open(key)
     if image.channels != model.config.in_channels:
         raise InputError(
             f"{image.source}: image has {image.channels} channel(s) (axes {image.axes!r}) but the model "
             f"expects in_channels={model.config.in_channels}; set input.axes if the axes were misread"
         )
+    pieces = archive.pieces(key, image)
     record = manifest.image_record(key)
-    if record and record.get("state") == "complete" and record.get("input") == image.fingerprint:
+    if record and record.get("state") == "complete" and record.get("input") == pieces.fingerprint and pieces.comparable:
         return None
     scale, offset = affine_for(image, spec.inference.normalize)
-    if trained is not None and (got := sampled_range(image, scale, offset)) is not None:
-        check_trained_range(image.source, got, trained)
+    if planning.trained is not None and (got := sampled_range(image, scale, offset)) is not None:
+        check_trained_range(image.source, got, planning.trained)
     layouts = output_layouts(image, spec, model.config.classes)
-    grid = UnitGrid(key, image.n_planes, image.plane_shape, spec.output.chunks)
-    states = committed_states(manifest, key, image.fingerprint, grid)
-    if store is not None:
-        written = (store.image_attrs(key) or {}).get("segment-archive", {})
-        same_input = written.get("input_fingerprint") == image.fingerprint
-        if not same_input or written.get("job_fingerprint") != prov["job_fingerprint"]:
-            manifest.forget_image(key)
-            states = {}
-            for kind, layout in layouts.items():
-                store.of_kind(kind).create_image(
-                    key, layout, image.scale, {**prov, "source_key": key, "input_fingerprint": image.fingerprint}
-                )
-    sizes = {a: image.size(a) for a in image.plane_axes}
+    footprint = Footprint.of(pieces, key, spec.output.chunks, model.geometry, spec.inference.tile)
+    change = image_change(planning, key, pieces, footprint)
+    states = {p: pending_again(carried_states(manifest.unit_states(key, p), change, UnitState.PENDING)) for p in PASSES}
     out_axes = layouts[semantic_kind(spec.output.kind)].axes
-    return ImagePlan(
-        key, image.source, image.fingerprint, grid, out_axes, scale, offset, sizes, states, image.axes, str(image.dtype)
-    )
+    sizes = dict(footprint.plane_sizes)
+    plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
+    plan.axes, plan.dtype, plan.change = image.axes, str(image.dtype), change
+    if store is not None:
+        record_change(planning, image, pieces, layouts, plan)
+    return plan
 
 
-def committed_states(manifest: Manifest, key: str, input_fp: str, grid: UnitGrid) -> dict[str, np.ndarray]:
-    """Per pass, the states a resume starts from: finished units stay finished; failed ones are pending again."""
-    result = {}
-    for pass_name in (NET_PASS, INSTANCE_PASS):
-        states = manifest.unit_states(key, pass_name, input_fp)
-        if states is not None and len(states) == grid.size:
-            result[pass_name] = np.where(finished(states), states, np.uint8(UnitState.PENDING)).astype(np.uint8)
-    return result
+PASSES = (NET_PASS, INSTANCE_PASS)
+
+
+def pending_again(states: np.ndarray) -> np.ndarray:
+    """A resume's states: finished units stay finished; failed ones are pending again."""
+    return np.where(finished(states), states, np.uint8(UnitState.PENDING)).astype(np.uint8)
+
+
+def image_change(planning: Planning, key: str, pieces: InputPieces, footprint: Footprint) -> ImageChange:
+    """What changed since the image's committed units were computed; every unit new if nothing was."""
+    previous = planning.manifest.input_pieces(key)
+    if previous is None:
+        return all_new(footprint.grid, "new image")
+    if planning.store is not None and not output_matches(planning, key):
+        return all_new(footprint.grid, "no output of this job yet")
+    spec, geometry = planning.spec, planning.model.geometry
+    before = Footprint.of(previous, key, spec.output.chunks, geometry, spec.inference.tile)
+    return compare(previous, before, pieces, footprint)
+
+
+def output_matches(planning: Planning, key: str) -> bool:
+    """The store holds this image's output, made by this job."""
+    assert planning.store is not None
+    written = (planning.store.image_attrs(key) or {}).get("segment-archive", {})
+    return bool(written) and written.get("job_fingerprint") == planning.provenance["job_fingerprint"]
+
+
+def record_change(
+    planning: Planning, image: LazyImage, pieces: InputPieces, layouts: dict[str, OutputLayout], plan: ImagePlan
+) -> None:
+    """Make the output and the manifest agree with the image's input before any unit runs.
+
+    States first, the input record last: a kill in between leaves the old record, against
+    which the next run finds the same change again.
+    """
+    manifest, store, change, key = planning.manifest, planning.store, plan.change, plan.key
+    assert store is not None and change is not None
+    prov = {**planning.provenance, "source_key": key, "input_fingerprint": pieces.fingerprint}
+    if change.whole:
+        manifest.forget_image(key)
+        for kind, layout in layouts.items():
+            store.of_kind(kind).create_image(key, layout, image.scale, prov)
+    elif change.any:
+        for kind, layout in layouts.items():
+            store.of_kind(kind).grow_image(key, layout, prov)
+        for pass_name in PASSES:
+            chunks = range(-(-plan.total // STATE_CHUNK))
+            manifest.commit_states(key, pass_name, pieces.fingerprint, plan.states[pass_name], chunks)
+        manifest.forget_planes(key, change.planes_touched(plan.grid))
+        manifest.unfinish(image_name(key))
+    previous = manifest.input_pieces(key)
+    if previous is None or previous.fingerprint != pieces.fingerprint:
+        manifest.set_input_pieces(key, pieces)
 
 
 def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:

@@ -23,6 +23,8 @@ RULES = {
     "plan": {"torch", "ray", "zarr", "tifffile"},
     "spec": {"torch", "ray"},
     "manifest": {"torch", "ray", "zarr"},
+    "changes": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},  # stamps in, units out
+    "io/stamps": {"torch", "ray", "tifffile"},  # listings only: never a pixel
     "errors": {"torch", "ray", "zarr", "numpy"},
     "model/unet": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "model/parts": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},

@@ -17,6 +17,7 @@ from typing import Any
 import fsspec
 import zarr
 
+from pipeline.changes import InputPieces
 from pipeline.errors import InputError
 from pipeline.io.formats import (
     SLICE_SUFFIXES,
@@ -27,6 +28,7 @@ from pipeline.io.formats import (
     open_zarr_node,
 )
 from pipeline.io.image import LazyImage
+from pipeline.io.stamps import slice_pieces, tiff_pieces, zarr_pieces
 from pipeline.names import colliding, image_name
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
@@ -216,6 +218,19 @@ class Archive:
         else:
             opened = open_slices(self.fs, list(entry.paths), source, self.axes)
         return LazyImage(key, opened.array, opened.axes, source, opened.scale, opened.fingerprint)
+
+    def pieces(self, key: str, image: LazyImage) -> InputPieces:
+        """The stamps of the stored pieces `image` (opened from `key`) reads, from listings (pipeline.io.stamps)."""
+        entry = self.entries[key]
+        try:
+            if entry.kind == "zarr":
+                inner = str(getattr(image.array, "path", "") or "")
+                return zarr_pieces(self.fs, "/".join(p for p in (entry.paths[0], inner) if p), image)
+            if entry.kind == "tiff":
+                return tiff_pieces(self.fs, entry.paths[0], image)
+            return slice_pieces(self.fs, list(entry.paths), image)
+        except OSError as exc:
+            raise InputError(f"{image.source}: cannot list its stored pieces: {type(exc).__name__}: {exc}") from None
 
 
 def open_archive(url: str, axes: str | None = None, stack: bool = False) -> Archive:

@@ -126,6 +126,18 @@ class MaskStore:
             overwrite=True,
         )
 
+    def grow_image(self, key: str, layout: OutputLayout, provenance: dict[str, Any]) -> None:
+        """Resize the image's level 0 in place to `layout` (its input grew or shrank); chunks inside both stay.
+
+        The pyramid is rebuilt when the image is finished again (`build_pyramid`).
+        """
+        self._writing.pop(key, None)
+        level0 = self.level0(key)
+        if tuple(level0.shape) != layout.shape:
+            level0.resize(layout.shape)
+        group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r+", zarr_format=2)
+        group.attrs["segment-archive"] = provenance
+
     def list_labels(self, keys: list[str]) -> None:
         """Add the images to the labels group's list (NGFF), in one write for all of them.
 
