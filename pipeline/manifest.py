@@ -47,6 +47,8 @@ from pipeline.outcome import UnitState
 
 STATE_CHUNK = 10_000  # units per state file: 10 KB, rewritten whole by a commit that touches it
 NET_PASS, INSTANCE_PASS = "net", "instances"
+# Not a pass of units: per level-0 unit, 1 if the pyramid levels above it are up to date (pipeline.io.pyramid).
+PYRAMID = "pyramid"
 # How reports name each pass's units: the net's plainly, the instance pass's with a prefix.
 PASS_PREFIXES = {NET_PASS: "", INSTANCE_PASS: "instances"}
 
@@ -230,12 +232,19 @@ class Manifest:
     def forget_folder(self, name: str) -> None:
         """`forget_image` of the image whose `image_name` is `name`."""
         paths = [self._path("images", name + ".json"), self._path("instances", name), self._input_path(name)]
-        for pass_name in (NET_PASS, INSTANCE_PASS):
+        for pass_name in (NET_PASS, INSTANCE_PASS, PYRAMID):
             self._described.discard(self._path("states", pass_name, name))
             paths += [self._path("states", pass_name, name), self._path("failures", pass_name, name)]
         for path in paths:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
+
+    def forget_states(self, name: str, pass_name: str) -> None:
+        """Drop one pass's states of the image whose `image_name` is `name` (all its units unknown again)."""
+        folder = self._path("states", pass_name, name)
+        self._described.discard(folder)
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
 
     def reopen_units(self, name: str, pass_name: str, units: np.ndarray) -> None:
         """Make units of the image whose `image_name` is `name` pending again (their output was lost),

@@ -12,8 +12,10 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import Manifest
+from pipeline.manifest import PYRAMID, STATE_CHUNK, Manifest
 from pipeline.outcome import FailureKind
 from pipeline.planner import ImagePlan
 from pipeline.report import RunReport
@@ -95,7 +97,9 @@ def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: Mask
             plan.key, {"key": plan.key, "input": plan.input, "state": "partial", "failed": len(failed)}
         )
         return
-    store.build_pyramid(plan.key, spec.output.pyramid_levels)
+    store.build_pyramid(plan.key, spec.output.pyramid_levels, plan.stale_chunks())
+    built = np.ones(plan.total, np.uint8)  # the levels are now up to date over every unit
+    manifest.commit_states(plan.key, PYRAMID, plan.input, built, range(-(-plan.total // STATE_CHUNK)))
     record = {"key": plan.key, "input": plan.input, "state": "complete", "units": plan.total}
     if plan.key in report.warnings:
         record["warning"] = report.warnings[plan.key]  # kept for report.html, and for status after this run

@@ -20,7 +20,7 @@ from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
 from pipeline.io.normalize import affine_for, sampled_range
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, STATE_CHUNK, Manifest
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, STATE_CHUNK, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
@@ -75,6 +75,14 @@ class ImagePlan:
     axes: str = ""  # the input's axes, as read or as the job gave them (shown by `plan`)
     dtype: str = ""
     change: ImageChange | None = None  # what changed in the input since the units were computed
+    # Per unit: its pyramid levels are out of date (written again at the finish); None: all of them.
+    pyramid_stale: np.ndarray | None = None
+
+    def stale_chunks(self) -> np.ndarray | None:
+        """`pyramid_stale` over level 0's chunk grid: plane axes (t, z), then rows, cols."""
+        if self.pyramid_stale is None:
+            return None
+        return self.pyramid_stale.reshape(*self.plane_sizes.values(), self.grid.rows, self.grid.cols)
 
     def __post_init__(self) -> None:
         for pass_name in (NET_PASS, INSTANCE_PASS):
@@ -208,6 +216,8 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     sizes = dict(footprint.plane_sizes)
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
     plan.axes, plan.dtype, plan.change = image.axes, str(image.dtype), change
+    if spec.output.kind != "instances":  # instance ids run across planes: their levels are made afresh
+        plan.pyramid_stale = stale_pyramid(manifest.unit_states(key, PYRAMID), change, states[NET_PASS])
     if store is not None:
         record_change(planning, image, pieces, layouts, plan)
     return plan
@@ -219,6 +229,14 @@ PASSES = (NET_PASS, INSTANCE_PASS)
 def pending_again(states: np.ndarray) -> np.ndarray:
     """A resume's states: finished units stay finished; failed ones are pending again."""
     return np.where(finished(states), states, np.uint8(UnitState.PENDING)).astype(np.uint8)
+
+
+def stale_pyramid(built: np.ndarray | None, change: ImageChange, net: np.ndarray) -> np.ndarray | None:
+    """Units whose pyramid levels are out of date: not built over since their input changed, or about to
+    be computed.  None when no levels were built over this input's units yet (make them afresh)."""
+    if change.whole or built is None:
+        return None
+    return (carried_states(built, change, 0) == 0) | (net == UnitState.PENDING)
 
 
 def image_change(planning: Planning, key: str, pieces: InputPieces, footprint: Footprint) -> ImageChange:
@@ -263,6 +281,10 @@ def record_change(
             manifest.commit_states(key, pass_name, pieces.fingerprint, plan.states[pass_name], chunks)
         manifest.forget_planes(key, change.planes_touched(plan.grid))
         manifest.unfinish(image_name(key))
+    if plan.pyramid_stale is not None and plan.pyramid_stale.any():  # before any unit rewrites level 0
+        chunks = range(-(-plan.total // STATE_CHUNK))
+        built = (~plan.pyramid_stale).astype(np.uint8)
+        manifest.commit_states(key, PYRAMID, pieces.fingerprint, built, chunks)
     previous = manifest.input_pieces(key)
     if previous is None or previous.fingerprint != pieces.fingerprint:
         manifest.set_input_pieces(key, pieces)

@@ -25,7 +25,7 @@ import zarr
 
 from pipeline.errors import OutputError
 from pipeline.io.maskstore import MaskStore, semantic_kind
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.plan import UnitGrid, plane_coords
 from pipeline.planner import finished
 
@@ -164,6 +164,7 @@ def reopen_lost(manifest: Manifest, checks: list[ImageCheck]) -> None:
         for pass_name, units in check.lost_units.items():
             manifest.reopen_units(check.name, pass_name, units)
         if check.lost_levels:
+            manifest.forget_states(check.name, PYRAMID)  # every level is made afresh
             manifest.unfinish(check.name)
 
 

@@ -28,11 +28,11 @@ def pixels(*shape: int) -> np.ndarray:
     return rng.integers(0, 255, shape, dtype=np.uint8)
 
 
-def chunk_files(out: Path, key: str) -> dict[str, int]:
-    """Level-0 chunk files of an image's labels, with their modification times (ns)."""
-    level0 = out / "labels" / key / "0"
+def chunk_files(out: Path, key: str, level: int = 0) -> dict[str, int]:
+    """Chunk files of one level of an image's labels, with their modification times (ns)."""
+    folder = out / "labels" / key / str(level)
     return {
-        str(p.relative_to(level0)): p.stat().st_mtime_ns for p in level0.rglob("*") if p.is_file() and p.name[0] != "."
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name[0] != "."
     }
 
 
@@ -62,7 +62,7 @@ def test_a_chunk_rewritten_in_place_redoes_exactly_the_units_that_read_it(tmp_pa
     job = JobSpec.load(make_job(tmp_path, archive))
     assert submit(job).units_done == 48
     out = tmp_path / "out.zarr"
-    before = chunk_files(out, "vol")
+    before, level1 = chunk_files(out, "vol"), chunk_files(out, "vol", level=1)
     later()
     volume[1, 64:128, 0:64] = pixels(64, 64)  # one chunk of plane 1, re-acquired
 
@@ -74,6 +74,9 @@ def test_a_chunk_rewritten_in_place_redoes_exactly_the_units_that_read_it(tmp_pa
     after = chunk_files(out, "vol")
     rewritten = {name for name in after if after[name] != before[name]}
     assert len(rewritten) == report.units_done and all(name.startswith("1/") for name in rewritten)
+    above = {f"{p}/{int(r) // 2}/{int(c) // 2}" for p, r, c in (name.split("/") for name in rewritten)}
+    after = chunk_files(out, "vol", level=1)  # a level-1 chunk lies over 2 x 2 units
+    assert {name for name in after if after[name] != level1[name]} == above
     fresh_run_equals(tmp_path, archive, out, "vol")
     assert submit(job).plan["images_up_to_date"] == 1  # and the next night, nothing
 

@@ -26,6 +26,7 @@ from zarr.core.array_spec import ArrayConfigParams
 from pipeline.errors import OutputError
 from pipeline.io.archive import natural_key
 from pipeline.io.image import LazyImage
+from pipeline.io.pyramid import update_levels, write_levels
 from pipeline.names import image_name
 from pipeline.plan import plane_coords
 
@@ -233,14 +234,21 @@ class MaskStore:
             raise OutputError(f"{self.url}: no output for image {key!r}")
         return "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
 
-    def build_pyramid(self, key: str, levels: int) -> int:
-        """Down-sample level 0 by 2 per level (nearest for labels, mean for probabilities); returns the levels built."""
+    def build_pyramid(self, key: str, levels: int, stale: np.ndarray | None = None) -> int:
+        """Down-sample level 0 by 2 per level (pipeline.io.pyramid); returns the levels built.
+
+        `stale`: the level-0 chunks (plane axes, then rows, cols) written since the levels were last
+        built; only the chunks above them are written again.  None: every level is made afresh.
+        """
         group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r+", zarr_format=2)
         source: Any = group["0"]
         attrs: dict[str, Any] = dict(group.attrs)
         axes = [a["name"] for a in attrs["multiscales"][0]["axes"]]
-        # Importing dask costs the driver ~0.75 s of CPU, which a CPU model would lose beside it.
-        built = self._write_levels(group, source, levels) if levels else 0
+        mean = self.kind == "probabilities"
+        built = update_levels(group, levels, mean, stale, WRITE_EVERY_CHUNK) if stale is not None and levels else None
+        if built is None:
+            # Only this imports dask: ~0.75 s of the driver's CPU, which a CPU model would lose beside it.
+            built = write_levels(group, levels, mean, COMPRESSOR, WRITE_EVERY_CHUNK) if levels else 0
         scale = {
             a: s
             for a, s in zip(
@@ -256,35 +264,4 @@ class MaskStore:
             attrs.get("segment-archive", {}),
         )
         group.attrs.update(new)
-        return built
-
-    def _write_levels(self, group: zarr.Group, source: Any, levels: int) -> int:
-        """Levels 1..`levels` of `group`, block-wise with dask, each from the one before; returns how many."""
-        import dask.array as da
-
-        built = 0
-        current: Any = da.from_zarr(source)
-        for level in range(1, levels + 1):
-            if min(current.shape[-2:]) < 2:
-                break
-            if self.kind == "probabilities":
-                h, w = (current.shape[-2] // 2) * 2, (current.shape[-1] // 2) * 2
-                trimmed = current[..., :h, :w]
-                down = da.coarsen(np.mean, trimmed, {trimmed.ndim - 2: 2, trimmed.ndim - 1: 2}).astype(source.dtype)
-            else:
-                down = current[..., ::2, ::2]  # nearest: labels keep their values
-            target: Any = group.create_array(
-                str(level),
-                shape=down.shape,
-                chunks=tuple(min(c, s) for c, s in zip(source.chunks, down.shape, strict=True)),
-                dtype=source.dtype,
-                compressors=COMPRESSOR,
-                fill_value=0,
-                chunk_key_encoding={"name": "v2", "separator": "/"},
-                overwrite=True,
-                config=WRITE_EVERY_CHUNK,
-            )
-            da.store(down.rechunk(target.chunks), target, lock=False)
-            current = da.from_zarr(target)
-            built = level
         return built
