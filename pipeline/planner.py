@@ -212,6 +212,8 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     footprint = Footprint.of(pieces, key, spec.output.chunks, model.geometry, spec.inference.tile)
     change = image_change(planning, key, pieces, footprint)
     states = {p: pending_again(carried_states(manifest.unit_states(key, p), change, UnitState.PENDING)) for p in PASSES}
+    if change.any:  # instance ids run on from plane to plane: every block is numbered again
+        states[INSTANCE_PASS][:] = UnitState.PENDING
     out_axes = layouts[semantic_kind(spec.output.kind)].axes
     sizes = dict(footprint.plane_sizes)
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)

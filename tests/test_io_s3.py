@@ -4,6 +4,8 @@ Credentials and the endpoint come from the environment (FSSPEC_S3_ENDPOINT_URL,
 AWS_*), never from a job file.
 """
 
+from collections import Counter
+
 import fsspec
 import numpy as np
 import pytest
@@ -128,3 +130,83 @@ def test_the_job_lock_on_s3_refuses_a_second_run_and_is_released(s3):
         first.check_lock()  # still ours
     with second.lock():  # released by the first
         second.check_lock()
+
+
+def s3_calls(monkeypatch) -> Counter:
+    """Requests to the object store by operation (ListObjectsV2, HeadObject, GetObject...), counted as made."""
+    from aiobotocore.client import AioBaseClient
+
+    calls: Counter = Counter()
+    make_call = AioBaseClient._make_api_call
+
+    async def counted(self, operation, params):
+        calls[operation] += 1
+        return await make_call(self, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counted)
+    return calls
+
+
+def nightly_volume(path: str, planes: int, size: int):
+    import zarr
+
+    store = zarr.storage.FsspecStore.from_url(f"s3://archive/{path}", read_only=False)
+    volume = zarr.create_array(store, shape=(planes, size, size), chunks=(1, 16, 16), dtype="u1", overwrite=True)
+    volume[:] = np.random.default_rng(size).integers(0, 255, (planes, size, size), dtype=np.uint8)
+    return volume
+
+
+def nightly_job(tmp_path, archive: str, output: str):
+    from pipeline.spec import JobSpec
+
+    (tmp_path / "model.yaml").write_text("depth: 2\nbase: 4\npadding: same\nnorm: batch\n")
+    return JobSpec.model_validate(
+        {
+            "name": "nightly",
+            "input": {"path": f"s3://archive/{archive}"},
+            "model": {"config": str(tmp_path / "model.yaml")},
+            "inference": {"tile": 64},
+            "output": {"path": f"s3://archive/{output}", "chunks": [32, 32], "pyramid_levels": 1},
+        }
+    )
+
+
+def test_a_chunk_rewritten_on_s3_redoes_only_the_units_that_read_it(s3, tmp_path):
+    import ray
+
+    from pipeline.driver import submit
+    from pipeline.run import init_ray
+
+    volume = nightly_volume("nightly/vol.zarr", 2, 96)
+    job = nightly_job(tmp_path, "nightly", "nightly-masks.zarr")
+    ray.shutdown()
+    init_ray(None)
+    try:
+        assert submit(job).units_done == 18
+        volume[1, 48:64, 0:16] = 7  # one 16 px chunk of plane 1, rewritten (a new ETag)
+        fsspec.filesystem("s3").invalidate_cache()
+        report = submit(job)
+        change = report.plan["changes"]["vol"]
+        assert report.units_done == change["changed"] and 1 <= change["changed"] < 9 and change["unchanged"] >= 9
+        fsspec.filesystem("s3").invalidate_cache()
+        assert submit(job).plan["images_up_to_date"] == 1
+    finally:
+        ray.shutdown()
+
+
+def test_planning_requests_do_not_grow_with_units_or_chunks(s3, tmp_path, monkeypatch):
+    from pipeline.driver import submit
+
+    requests = {}
+    for size in (64, 256):  # 8 units of 32 chunks, then 128 units of 512 chunks
+        nightly_volume(f"listing-{size}/vol.zarr", 2, size)
+        job = nightly_job(tmp_path, f"listing-{size}", f"listing-{size}-masks.zarr")
+        fsspec.filesystem("s3").invalidate_cache()
+        with monkeypatch.context() as patch:
+            calls = s3_calls(patch)
+            report = submit(job, dry_run=True)  # plans: opens, lists and stamps every piece, writes nothing
+        assert report.plan["units_total"] == 2 * (size // 32) ** 2
+        requests[size] = dict(calls)
+    # One listing of the array (a page holds 1,000 keys) and the archive's own scan: the same requests
+    # for 16 times the units and chunks, none per chunk or per unit.
+    assert requests[64] == requests[256] and requests[256]["ListObjectsV2"] < 20, requests
