@@ -83,7 +83,7 @@ def print_report(report: RunReport) -> None:
             console.print(f"  ... and {len(report.plan_lines) - MAX_LISTED} more image(s)")
             break
         console.print(f"  {line}", highlight=False, markup=False)
-    for line in report.verify_lines:
+    for line in report.verify_lines + ([] if report.dry_run else change_lines(plan)):
         console.print(f"  {line}", highlight=False, markup=False)
     if not report.dry_run:
         console.print(
@@ -101,6 +101,21 @@ def print_report(report: RunReport) -> None:
                 console.print(f"  ... and {len(items) - MAX_LISTED} more quarantined {label}s (see the JSON report)")
                 break
             console.print(f"  [red]quarantined {label}[/red] {what}: {why}", markup=True, highlight=False)
+
+
+def change_lines(plan: dict[str, Any]) -> list[str]:
+    """A line per image whose input changed since its units were computed (new images are not listed)."""
+    lines = []
+    for key, c in sorted(plan.get("changes", {}).items()):
+        if c.get("reason") == "new image" or not (c.get("changed") or c.get("new")):
+            continue
+        reason = f" ({c['reason']})" if c.get("reason") else ""
+        lines.append(
+            f"input changed: {key}: {c['unchanged']} unchanged, {c['changed']} changed, {c['new']} new{reason}"
+        )
+    if len(lines) > MAX_LISTED:
+        lines = lines[:MAX_LISTED] + [f"... and {len(lines) - MAX_LISTED} more changed image(s) (see the JSON report)"]
+    return lines
 
 
 def write_report_json(output: str, report: RunReport) -> str:
@@ -168,6 +183,10 @@ def job_status(spec: JobSpec, verify: bool = False) -> str:
             f"  last run {last.get('run_id')}: {last.get('status')}, {last.get('units_done')} unit(s), "
             f"{last.get('megapixels_per_second')} Mpx/s"
         )
+        changed = change_lines(last.get("plan", {}))
+        lines += [f"  {line}" for line in changed]
+        if changed:
+            lines.append("  (what the last run found; `segment-archive plan` compares the input as it is now)")
     if verify:
         from pipeline.verify import verify_lines, verify_output
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.driver import submit
+from pipeline.report import job_status
 from pipeline.spec import JobSpec
 from tests.jobs import make_job, records
 
@@ -80,6 +81,8 @@ def test_a_chunk_rewritten_in_place_redoes_exactly_the_units_that_read_it(tmp_pa
     above = {f"{p}/{int(r) // 2}/{int(c) // 2}" for p, r, c in (name.split("/") for name in rewritten)}
     after = chunk_files(out, "vol", level=1)  # a level-1 chunk lies over 2 x 2 units
     assert {name for name in after if after[name] != level1[name]} == above
+    counts = f"{change['unchanged']} unchanged, {change['changed']} changed, 0 new"
+    assert f"  input changed: vol: {counts}" in job_status(job).splitlines()
     fresh_run_equals(tmp_path, archive, out, "vol")
     assert submit(job).plan["images_up_to_date"] == 1  # and the next night, nothing
 
@@ -183,11 +186,10 @@ def test_plan_shows_units_unchanged_changed_and_new_per_image(tmp_path):
     volume[2] = pixels(64, 64)
     os.utime(archive / "vol.zarr" / "c" / "0" / "0" / "0")  # touched: its stamp changed
 
-    result = CliRunner().invoke(main, ["plan", str(job)])
-
-    assert result.exit_code == 0, result.output
-    assert "input: 4 unchanged, 4 changed, 4 new (grown)" in result.output
-    assert "8 of 12 unit(s) pending" in result.output
+    for command in (["plan", str(job)], ["submit", str(job), "--dry-run"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0, result.output
+        assert "8 of 12 unit(s) pending; input: 4 unchanged, 4 changed, 4 new (grown)" in result.output
 
 
 def test_instances_after_a_chunk_rewrite_equal_a_fresh_run(tmp_path):
