@@ -31,10 +31,12 @@ from pipeline.report import RunReport
 from pipeline.runtime import load_model
 from pipeline.spec import JobSpec
 from pipeline.stages import PredictorFactory
-from pipeline.tiling import tile_length
+from pipeline.tiling import computed_pixels, least_wasteful_tile, tile_length
 from pipeline.verify import reopen_lost, verify_lines, verify_output
 
 log = logging.getLogger(__name__)
+# The largest tile `plan` suggests: one forward of a 1024 px tile of the paper net fits any GPU we target.
+SUGGESTED_TILE_LIMIT = 1024
 
 
 def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:
@@ -138,12 +140,22 @@ def refuse_if_nothing_can_run(summary: PlanSummary) -> None:
 
 
 def tile_line(spec: JobSpec, geometry: Any) -> str:
-    """What the tile setting becomes for a full unit: the legal tile used, and the pixels of it kept."""
+    """What the tile setting becomes for a full unit: the legal tile used, and the pixels of it kept;
+    and the tile that would waste least, where it keeps clearly more."""
     height, width = spec.output.chunks
     used = (tile_length(spec.inference.tile, height, geometry), tile_length(spec.inference.tile, width, geometry))
     kept = (min(geometry.step(used[0]), height), min(geometry.step(used[1]), width))
     share = kept[0] * kept[1] / (used[0] * used[1])
-    return (
+    line = (
         f"tile: {spec.inference.tile} asked, {used[0]} x {used[1]} px used for a unit of {height} x {width}, "
         f"{kept[0]} x {kept[1]} of it kept ({share:.0%}; the rest is the net's margin)"
     )
+    best = least_wasteful_tile((height, width), geometry, SUGGESTED_TILE_LIMIT)
+    now, then = (height * width / pixels_computed(t, (height, width), geometry) for t in (spec.inference.tile, best))
+    if then > now + 0.05:
+        line += f"; inference.tile: {best} would keep {then:.0%} of the pixels the net computes, not {now:.0%}"
+    return line
+
+
+def pixels_computed(tile: int, block: tuple[int, int], geometry: Any) -> int:
+    return computed_pixels(tile, block[0], geometry) * computed_pixels(tile, block[1], geometry)

@@ -100,6 +100,26 @@ def axis_tiles(n: int, length: int, geometry: NetGeometry) -> list[AxisTile]:
     return [AxisTile(s - geometry.margin, s - geometry.margin + length, s, min(s + step, n)) for s in starts]
 
 
+def computed_pixels(requested: int, n: int, geometry: NetGeometry) -> int:
+    """Input pixels the net computes along an axis of length n with the tile asked: tiles x their length."""
+    length = tile_length(requested, n, geometry)
+    return len(axis_tiles(n, length, geometry)) * length
+
+
+def least_wasteful_tile(block: tuple[int, int], geometry: NetGeometry, largest: int) -> int:
+    """The tile, at most `largest`, with which the net computes a block in the fewest input pixels.
+
+    A tile pays the net's margin on each side: a tile of 512 with a 112 px margin keeps a third of
+    its pixels, and a block of 512 then takes four of them where one tile of 736 would do.
+    """
+    best, least = geometry.min_tile, None
+    for tile in range(geometry.min_tile, max(largest, geometry.min_tile) + 1, geometry.factor):
+        cost = computed_pixels(tile, block[0], geometry) * computed_pixels(tile, block[1], geometry)
+        if least is None or cost < least:
+            best, least = tile, cost
+    return tile_length(best, max(block), geometry)
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """All tiles of one image plane; iterate it for `Tile`s, row-major."""

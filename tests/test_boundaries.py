@@ -25,6 +25,7 @@ RULES = {
     "manifest": {"torch", "ray", "zarr"},
     "changes": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},  # stamps in, units out
     "io/stamps": {"torch", "ray", "tifffile"},  # listings only: never a pixel
+    "io/pyramid": {"torch", "ray", "tifffile", "fsspec"},
     "errors": {"torch", "ray", "zarr", "numpy"},
     "model/unet": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "model/parts": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},

@@ -1,6 +1,7 @@
 """`submit` end to end on local Ray: exact, resumable, incremental, and bad input quarantined."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.spec import JobSpec, SkipEmpty
 from tests.jobs import expected_outputs, make_archive, make_job, stored
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -110,6 +113,16 @@ def test_dry_run_and_plan_write_nothing(tmp_path):
         assert "img0: axes zyx (inferred), uint8, 2 plane(s) of 70 x 90, 18 of 18 unit(s) pending" in result.output
         assert "tile: 64 asked, " in result.output
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_plan_suggests_the_tile_that_wastes_least_for_the_model(tmp_path):
+    job = make_job(tmp_path, make_archive(tmp_path / "in", sizes=((40, 40),)), tile=512, chunks=(512, 512))
+    job.write_text(job.read_text().replace(str(tmp_path / "model.yaml"), str(ROOT / "configs/models/unet-bn.yaml")))
+    result = CliRunner().invoke(main, ["plan", str(job)])
+    assert result.exit_code == 0, result.output
+    # a margin of 112 px: four tiles of 480 a unit, each keeping 256 x 256, where one tile of 736 does
+    assert "480 x 480 px used for a unit of 512 x 512, 256 x 256 of it kept (28%" in result.output
+    assert "inference.tile: 736 would keep 48% of the pixels the net computes, not 28%" in result.output
 
 
 def test_mask_output_and_a_channel_mismatch_quarantined_by_name(tmp_path):

@@ -11,7 +11,9 @@ from pipeline.errors import GeometryError
 from pipeline.model import net_geometry
 from pipeline.tiling import (
     axis_tiles,
+    computed_pixels,
     extended_length,
+    least_wasteful_tile,
     mirrored,
     plan_tiles,
     reflect_indices,
@@ -117,3 +119,15 @@ def test_tiles_are_balanced_so_the_last_one_wastes_little(geometry):
             assert count == -(-n // geometry.step(max(largest, geometry.min_tile)))  # no more tiles than asked
             if chosen - geometry.factor >= geometry.min_tile:  # and no shorter legal tile would do
                 assert len(axis_tiles(n, chosen - geometry.factor, geometry)) > count
+
+
+@pytest.mark.parametrize("geometry", [PAPER, SAME], ids=["valid", "same"])
+@pytest.mark.parametrize("block", [(512, 512), (2048, 2048), (256, 640)])
+def test_the_least_wasteful_tile_computes_a_block_in_the_fewest_pixels(geometry, block):
+    def cost(tile):
+        return computed_pixels(tile, block[0], geometry) * computed_pixels(tile, block[1], geometry)
+
+    best = least_wasteful_tile(block, geometry, 1024)
+    assert geometry.is_valid_input(best) and best <= 1024 + geometry.factor
+    assert all(cost(best) <= cost(t) for t in range(geometry.min_tile, 1025, geometry.factor))
+    assert cost(best) < cost(512)  # a 512 tile pays the margin on every side of four or more tiles
