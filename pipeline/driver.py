@@ -43,10 +43,13 @@ def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str
     adopt_earlier_layout(spec.output.path)
     check_output_place(spec.input.path, spec.output.path)
     model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
-    check_chunks(spec.output.chunks, model.geometry)
+    check_chunks(
+        spec.unit_shape, model.geometry, "output.unit" if spec.output.format == "ngff-0.5" else "output.chunks"
+    )
     check_tile(spec.inference.tile, model.geometry)  # before Ray starts: a bad tile would fail every unit
     model_fp = model_fingerprint(model)
     job_fp = spec.fingerprint(model_fp)
+    check_output_format(spec)
     manifest = Manifest(spec.output.path)
     existing = manifest.job()
     if existing and existing.get("job_fingerprint") != job_fp and not overwrite:
@@ -55,7 +58,7 @@ def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str
             f"fingerprint {existing.get('job_fingerprint', '?')[:12]} vs {job_fp[:12]}); "
             "use --overwrite to replace them, or write to another output.path"
         )
-    store = MaskStore(spec.output.path, spec.output.kind) if create else None
+    store = MaskStore(spec.output.path, spec.output.kind, spec.output.format) if create else None
     return model, model_fp, job_fp, manifest, store
 
 
@@ -130,6 +133,16 @@ def submit(
     return report
 
 
+def check_output_format(spec: JobSpec) -> None:
+    """ConfigError when the store already at output.path is of the other format (one store, one format)."""
+    found = MaskStore(spec.output.path, spec.output.kind).existing_format()
+    if found is not None and found != spec.output.format:
+        raise ConfigError(
+            f"{spec.output.path}: holds an {found} store, but output.format is {spec.output.format}; set "
+            f"output.format: {found} to keep writing it, or write to another output.path"
+        )
+
+
 def refuse_if_nothing_can_run(summary: PlanSummary) -> None:
     """ConfigError (exit 2) when every image was refused: a job-wide mistake (axes, channels), not bad images."""
     if not summary.all_refused():
@@ -142,7 +155,7 @@ def refuse_if_nothing_can_run(summary: PlanSummary) -> None:
 def tile_line(spec: JobSpec, geometry: Any) -> str:
     """What the tile setting becomes for a full unit: the legal tile used, and the pixels of it kept;
     and the tile that would waste least, where it keeps clearly more."""
-    height, width = spec.output.chunks
+    height, width = spec.unit_shape
     used = (tile_length(spec.inference.tile, height, geometry), tile_length(spec.inference.tile, width, geometry))
     kept = (min(geometry.step(used[0]), height), min(geometry.step(used[1]), width))
     share = kept[0] * kept[1] / (used[0] * used[1])

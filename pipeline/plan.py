@@ -44,11 +44,11 @@ class WorkUnit:
         return cls(str(d["key"]), *(int(d[k]) for k in ("plane", "row", "col", "y0", "y1", "x0", "x1")))
 
 
-def check_chunks(chunks: tuple[int, int], geometry: NetGeometry) -> None:
-    """Block origins must sit on the pooling grid, so chunks are multiples of the factor."""
+def check_chunks(chunks: tuple[int, int], geometry: NetGeometry, field: str = "output.chunks") -> None:
+    """Block origins must sit on the pooling grid, so work units are multiples of the factor."""
     if any(c % geometry.factor for c in chunks):
         raise ConfigError(
-            f"output.chunks {list(chunks)}: each must be a multiple of the model's down-sampling "
+            f"{field} {list(chunks)}: each must be a multiple of the model's down-sampling "
             f"factor {geometry.factor}, so that every block is predicted exactly"
         )
 

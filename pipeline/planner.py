@@ -209,7 +209,7 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     if planning.trained is not None and (got := sampled_range(image, scale, offset)) is not None:
         check_trained_range(image.source, got, planning.trained)
     layouts = output_layouts(image, spec, model.config.classes)
-    footprint = Footprint.of(pieces, key, spec.output.chunks, model.geometry, spec.inference.tile)
+    footprint = Footprint.of(pieces, key, spec.unit_shape, model.geometry, spec.inference.tile)
     change = image_change(planning, key, pieces, footprint)
     states = {p: pending_again(carried_states(manifest.unit_states(key, p), change, UnitState.PENDING)) for p in PASSES}
     if change.any:  # instance ids run on from plane to plane: every block is numbered again
@@ -249,7 +249,7 @@ def image_change(planning: Planning, key: str, pieces: InputPieces, footprint: F
     if planning.store is not None and not output_matches(planning, key):
         return all_new(footprint.grid, "no output of this job yet")
     spec, geometry = planning.spec, planning.model.geometry
-    before = Footprint.of(previous, key, spec.output.chunks, geometry, spec.inference.tile)
+    before = Footprint.of(previous, key, spec.unit_shape, geometry, spec.inference.tile)
     return compare(previous, before, pieces, footprint)
 
 
@@ -295,11 +295,11 @@ def record_change(
 def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:
     """The arrays a job writes per image, by store kind: instances also keep their object probability."""
     o = spec.output
-    if o.kind != "instances":
-        return {o.kind: OutputLayout.for_image(image, o.kind, classes, o.chunks, o.probability_dtype)}
+    unit = spec.unit_shape if o.format == "ngff-0.5" else None  # a shard per unit
+    kinds = {o.kind: classes} if o.kind != "instances" else {"instances": 1, "probabilities": 1}
     return {
-        "instances": OutputLayout.for_image(image, "instances", 1, o.chunks, o.probability_dtype),
-        "probabilities": OutputLayout.for_image(image, "probabilities", 1, o.chunks, o.probability_dtype),
+        kind: OutputLayout.for_image(image, kind, n, o.chunk_shape, o.probability_dtype, unit)
+        for kind, n in kinds.items()
     }
 
 

@@ -130,13 +130,33 @@ class InstancesSpec(Settings):
         return self
 
 
+# ngff-0.5 defaults: chunks a viewer reads quickly, inside shards of one work unit each; the CPU unit is the
+# size the pipeline benchmark runs best at on CPU, the GPU unit keeps a GPU's batches full.
+SHARDED_CHUNKS = (256, 256)
+SHARDED_UNIT_CPU, SHARDED_UNIT_GPU = 512, 2048
+
+
 class OutputSpec(Settings):
     path: str = Field(description="the OME-Zarr mask store (local path or URL)")
     kind: Literal["labels", "mask", "probabilities", "instances"] = Field(
         "labels", description="labels: most probable class; mask: 0/1; probabilities: per class; instances: objects"
     )
     instances: InstancesSpec | None = Field(None, description="output.kind instances: how objects are found")
-    chunks: tuple[int, int] = Field((512, 512), description="chunk (= work unit) height and width")
+    format: Literal["ngff-0.4", "ngff-0.5"] = Field(
+        "ngff-0.4",
+        description="ngff-0.4: Zarr v2, a file per chunk, a chunk per work unit (Fiji/MoBIE read it); ngff-0.5: "
+        "Zarr v3, chunks inside shards of one work unit each, a file per unit (napari, ome-zarr-py, neuroglancer)",
+    )
+    chunks: tuple[int, int] = Field(
+        (512, 512),
+        description="chunk height and width: what a viewer reads at a time; with ngff-0.4 also the work unit "
+        "(ngff-0.5 default: 256 x 256)",
+    )
+    unit: tuple[int, int] | None = Field(
+        None,
+        description="ngff-0.5: the work unit, one shard of the store, in whole chunks (default: 2048 x 2048 with "
+        "GPU actors, 512 x 512 on CPU); ngff-0.4: the unit is the chunk",
+    )
     probability_dtype: Literal["float32", "float16"] = Field(
         "float32", description="output.kind probabilities (and instances' object probability): stored precision"
     )
@@ -148,6 +168,39 @@ class OutputSpec(Settings):
         if min(v) < 16:
             raise ValueError("chunks must be at least 16 x 16")
         return v
+
+    @property
+    def chunk_shape(self) -> tuple[int, int]:
+        """The store's chunks (a viewer's read)."""
+        if self.format == "ngff-0.5" and "chunks" not in self.model_fields_set:
+            return SHARDED_CHUNKS
+        return self.chunks
+
+    def unit_shape(self, gpu: bool) -> tuple[int, int]:
+        """The work unit: a chunk (ngff-0.4) or a shard (ngff-0.5) of the store."""
+        if self.format == "ngff-0.4":
+            return self.chunks
+        if self.unit is not None:
+            return self.unit
+        side = SHARDED_UNIT_GPU if gpu else SHARDED_UNIT_CPU
+        h, w = self.chunk_shape
+        return max(h, side // h * h), max(w, side // w * w)
+
+    @model_validator(mode="after")
+    def _unit_in_whole_chunks(self) -> Self:
+        if self.unit is None:
+            return self
+        if self.format == "ngff-0.4" and self.unit != self.chunks:
+            raise ValueError(
+                f"output.unit {list(self.unit)} needs output.format: ngff-0.5 (NGFF 0.4 on Zarr v2 has no shards: "
+                "its work unit is one chunk, output.chunks)"
+            )
+        if any(u % c for u, c in zip(self.unit, self.chunk_shape, strict=True)):
+            raise ValueError(
+                f"output.unit {list(self.unit)} must hold whole chunks of {list(self.chunk_shape)} "
+                f"(a multiple of output.chunks each side)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _instances(self) -> Self:
@@ -279,6 +332,19 @@ class JobSpec(Settings):
                 raise ConfigError(f"{where}: model.{field}: no such file {value}")
         return spec
 
+    @property
+    def unit_shape(self) -> tuple[int, int]:
+        """The work unit: output.unit resolved (its default depends on GPU actors)."""
+        return self.output.unit_shape(self.resources.gpus_per_actor > 0)
+
+    def output_layout_settings(self) -> dict[str, Any]:
+        """The output settings the masks depend on.  An ngff-0.4 job leaves out the fields it does not
+        use, so that its fingerprint is the one earlier versions recorded."""
+        settings = self.output.model_dump(mode="json", exclude={"path", "format", "unit"})
+        if self.output.format != "ngff-0.4":
+            settings.update(format=self.output.format, chunks=list(self.output.chunk_shape), unit=list(self.unit_shape))
+        return settings
+
     def fingerprint(self, model_fingerprint: str) -> str:
         """What the masks depend on: model, normalisation, precision, tile, output kind and layout.
 
@@ -292,7 +358,7 @@ class JobSpec(Settings):
             "tile": self.inference.tile,
             "threshold": self.inference.threshold if self.output.kind == "mask" else None,
             "skip_empty": self.inference.skip_empty.model_dump() if self.inference.skip_empty else None,
-            "output": self.output.model_dump(mode="json", exclude={"path"}),
+            "output": self.output_layout_settings(),
             "axes": self.input.axes,
             "stack": self.input.stack,
         }

@@ -24,7 +24,9 @@ import numpy as np
 import zarr
 
 from pipeline.errors import OutputError
+from pipeline.io import ngff
 from pipeline.io.maskstore import MaskStore, semantic_kind
+from pipeline.io.pyramid import stored_block
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.plan import UnitGrid, plane_coords
 from pipeline.planner import finished
@@ -82,7 +84,7 @@ def present_chunks(fs: Any, folder: str) -> set[str]:
 
 
 def chunk_key(array: Any, axes: str, grid: UnitGrid, index: int) -> str:
-    """The level-0 chunk that unit `index` writes (a unit is one chunk of one plane)."""
+    """The level-0 file that unit `index` writes (a unit is one chunk, or one shard, of one plane)."""
     unit = grid.unit(index)
     planes = {a: n for a, n in zip(axes, array.shape, strict=True) if a in "tz"}
     where = plane_coords(unit.plane, planes)
@@ -91,9 +93,8 @@ def chunk_key(array: Any, axes: str, grid: UnitGrid, index: int) -> str:
 
 
 def multiscale(group: zarr.Group) -> dict[str, Any]:
-    """The image's NGFF multiscales entry (axes, datasets)."""
-    entries: Any = dict(group.attrs)["multiscales"]
-    return dict(entries[0])
+    """The image's NGFF multiscales entry (axes, datasets), in either format."""
+    return ngff.multiscale(dict(group.attrs))
 
 
 def lost_units(fs: Any, root: str, store: MaskStore, name: str, states: np.ndarray) -> np.ndarray | None:
@@ -106,7 +107,8 @@ def lost_units(fs: Any, root: str, store: MaskStore, name: str, states: np.ndarr
         return None
     axes = "".join(a["name"] for a in multiscale(group)["axes"])
     planes = math.prod(n for a, n in zip(axes, array.shape, strict=True) if a in "tz")
-    grid = UnitGrid(name, planes, tuple(array.shape[-2:]), tuple(array.chunks[-2:]))
+    unit = stored_block(array)  # a unit: a chunk, or a shard
+    grid = UnitGrid(name, planes, (array.shape[-2], array.shape[-1]), (unit[-2], unit[-1]))
     if grid.size != len(states):
         return np.arange(0)  # the planner sees the input changed and redoes the image anyway
     present = present_chunks(fs, f"{root}/{group_path}/0")
@@ -126,7 +128,8 @@ def incomplete_levels(fs: Any, root: str, store: MaskStore, name: str) -> list[s
         except KeyError:
             lost.append(level)
             continue
-        if len(present_chunks(fs, f"{root}/{group_path}/{level}")) < array.nchunks:
+        stored = math.prod(-(-n // b) for n, b in zip(array.shape, stored_block(array), strict=True))
+        if len(present_chunks(fs, f"{root}/{group_path}/{level}")) < stored:
             lost.append(level)
     return lost
 

@@ -31,6 +31,10 @@ def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
     (tmp_path / "model.yaml").write_text(MODEL)
     kind = sections.get("kind", "labels")
     instances = f", instances: {sections['instances']}" if "instances" in sections else ""
+    if "format" in sections:  # ngff-0.5: the unit is a shard of whole chunks
+        instances += f", format: {sections['format']}"
+    if "unit" in sections:
+        instances += f", unit: {list(sections['unit'])}"
     text = f"""\
 name: test-job
 input: {{path: {archive}}}

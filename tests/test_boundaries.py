@@ -26,6 +26,7 @@ RULES = {
     "changes": {"torch", "ray", "zarr", "tifffile", "fsspec", "pipeline.io"},  # stamps in, units out
     "io/stamps": {"torch", "ray", "tifffile"},  # listings only: never a pixel
     "io/pyramid": {"torch", "ray", "tifffile", "fsspec"},
+    "io/ngff": {"torch", "ray", "tifffile", "fsspec", "numpy"},
     "errors": {"torch", "ray", "zarr", "numpy"},
     "model/unet": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},
     "model/parts": {"ray", "zarr", "tifffile", "fsspec", "pipeline.io"},

@@ -240,7 +240,7 @@ def execute_instances(
     work = InstancePass(
         [p for p in plans if not failed_units(report, p.key)],
         manifest,
-        spec.output.chunks,
+        spec.unit_shape,
         spec.output.instances or InstancesSpec(),
     )
     retries, cpus = spec.resources.retries, spec.resources.cpus_per_reader

@@ -1,4 +1,4 @@
-"""The OME-Zarr mask store: NGFF 0.4 on Zarr v2, one image-label per input image.
+"""The OME-Zarr mask store, one image-label per input image (NGFF 0.4 on Zarr v2, or 0.5 on Zarr v3).
 
     <output>/labels/<name>/0, 1, 2 ...   output.kind labels | mask (uint8), instances (uint32)
     <output>/probabilities/<name>/0 ...  output.kind probabilities (float32/16, c axis);
@@ -6,11 +6,12 @@
     <output>.job/objects/<name>.csv      output.kind instances: one row per object, beside the store
                                          (pipeline.jobrecords), so the store holds only Zarr nodes
 
-NGFF 0.4 on Zarr v2 because that is what napari-ome-zarr, ome-zarr-py, Fiji
-(MoBIE/n5-viewer) and neuroglancer all open today; 0.5 (Zarr v3) readers are
-not yet everywhere.  Chunks are Blosc-zstd compressed and equal to the work
-blocks, so one unit writes whole chunks (never a read-modify-write), and each
-chunk write is atomic (LocalStore: temp file + rename; object stores: one PUT).
+`output.format` picks the layout (pipeline.io.ngff): ngff-0.4 writes one file per
+chunk, a chunk per work unit; ngff-0.5 writes chunks inside shards of one work
+unit each, so a unit writes one file.  Either way a unit writes whole files, never
+another unit's, and each file write is atomic (LocalStore: temp file + rename;
+object stores: one PUT).  Readers (workers, verify, report) find the format from
+the store itself.
 """
 
 from __future__ import annotations
@@ -18,21 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numcodecs
 import numpy as np
 import zarr
 from zarr.core.array_spec import ArrayConfigParams
 
 from pipeline.errors import OutputError
+from pipeline.io import ngff
 from pipeline.io.archive import natural_key
 from pipeline.io.image import LazyImage
 from pipeline.io.pyramid import update_levels, write_levels
 from pipeline.names import image_name
 from pipeline.plan import plane_coords
 
-COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
-NGFF_VERSION = "0.4"
-SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+COMPRESSOR = ngff.COMPRESSOR_V2  # ngff-0.4 (ngff-0.5: ngff.COMPRESSOR_V3)
 # Images whose level-0 array a store keeps open for writing: reopening reads its metadata, 2 ms a block.
 OPEN_FOR_WRITING = 8
 # Every chunk is written, even all-background: a missing chunk then always means a lost one (pipeline.verify).
@@ -52,9 +51,29 @@ class OutputLayout:
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: str
+    shards: tuple[int, ...] | None = None  # ngff-0.5: one work unit
 
     @classmethod
     def for_image(
+        cls,
+        image: LazyImage,
+        kind: str,
+        classes: int,
+        chunks: tuple[int, int],
+        probability_dtype: str,
+        unit: tuple[int, int] | None = None,
+    ) -> OutputLayout:
+        """Level 0 of one image; `unit` (ngff-0.5): the shard, in whole `chunks`."""
+        layout = cls._unsharded(image, kind, classes, chunks, probability_dtype)
+        if unit is None:
+            return layout
+        shards = tuple(
+            unit[0] if a == "y" else unit[1] if a == "x" else c for a, c in zip(layout.axes, layout.chunks, strict=True)
+        )
+        return cls(layout.axes, layout.shape, layout.chunks, layout.dtype, shards)
+
+    @classmethod
+    def _unsharded(
         cls, image: LazyImage, kind: str, classes: int, chunks: tuple[int, int], probability_dtype: str
     ) -> OutputLayout:
         plane_axes = image.plane_axes
@@ -81,12 +100,32 @@ def plane_index(plane_coords: dict[str, int], layout_axes: str, rows: slice, col
 class MaskStore:
     """Create per-image outputs, write blocks, build pyramids; only the driver creates."""
 
-    def __init__(self, url: str, kind: str) -> None:
-        self.url, self.kind = url, kind
+    def __init__(self, url: str, kind: str, format: str | None = None) -> None:
+        """`format`: the store's (output.format) when creating it; None: whatever the store already is."""
+        self.url, self.kind, self._format = url, kind, format
         self.group_name = "probabilities" if kind == "probabilities" else "labels"
         self._writing: dict[str, zarr.Array] = {}
         self._kind_group: zarr.Group | None = None  # labels/ or probabilities/, opened once
         self._other_kinds: dict[str, MaskStore] = {}
+
+    @property
+    def format(self) -> str:
+        """The store's format: as given, else as found at the URL (looked at once), else ngff-0.4."""
+        if self._format is None:
+            self._format = self.existing_format() or "ngff-0.4"
+        return self._format
+
+    @property
+    def zarr_format(self) -> int:
+        return ngff.ZARR_FORMAT[self.format]
+
+    def existing_format(self) -> str | None:
+        """The format of the store already at this URL, or None if there is none."""
+        try:
+            root = zarr.open_group(self._store(read_only=True), mode="r")
+        except Exception:
+            return None
+        return "ngff-0.5" if root.metadata.zarr_format == 3 else "ngff-0.4"
 
     def _store(self, read_only: bool = False) -> Any:
         if "://" in self.url and not self.url.startswith("file://"):
@@ -95,7 +134,7 @@ class MaskStore:
 
     def root(self) -> zarr.Group:
         try:
-            return zarr.open_group(self._store(), mode="a", zarr_format=2)
+            return zarr.open_group(self._store(), mode="a", zarr_format=self.zarr_format)  # type: ignore[arg-type]
         except Exception as exc:
             raise OutputError(f"{self.url}: cannot open the mask store: {type(exc).__name__}: {exc}") from None
 
@@ -103,7 +142,7 @@ class MaskStore:
         """The store of `kind` at the same URL (instances also keep their probability), made once."""
         if kind == self.kind:
             return self
-        return self._other_kinds.setdefault(kind, MaskStore(self.url, kind))
+        return self._other_kinds.setdefault(kind, MaskStore(self.url, kind, self.format))
 
     def create_image(self, key: str, layout: OutputLayout, scale: dict[str, float], provenance: dict[str, Any]) -> None:
         """(Re)create the level-0 array of `key`, empty, with its OME metadata.
@@ -116,16 +155,8 @@ class MaskStore:
             self._kind_group = self.root().require_group(self.group_name)
         attributes = self._image_attrs(key, layout, scale, levels=1, provenance=provenance)
         image = self._kind_group.create_group(image_name(key), overwrite=True, attributes=attributes)
-        image.create_array(
-            "0",
-            shape=layout.shape,
-            chunks=layout.chunks,
-            dtype=layout.dtype,
-            compressors=COMPRESSOR,
-            fill_value=0,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
-            overwrite=True,
-        )
+        settings = ngff.array_settings(self.format, layout.chunks, layout.shards, layout.axes)
+        image.create_array("0", shape=layout.shape, dtype=layout.dtype, overwrite=True, **settings)
 
     def grow_image(self, key: str, layout: OutputLayout, provenance: dict[str, Any]) -> None:
         """Resize the image's level 0 in place to `layout` (its input grew or shrank); chunks inside both stay.
@@ -136,8 +167,12 @@ class MaskStore:
         level0 = self.level0(key)
         if tuple(level0.shape) != layout.shape:
             level0.resize(layout.shape)
-        group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r+", zarr_format=2)
-        group.attrs["segment-archive"] = provenance
+        self.open_image(key).attrs["segment-archive"] = provenance
+
+    def open_image(self, key: str) -> zarr.Group:
+        """The image's output group, to write."""
+        path = f"{self.group_name}/{image_name(key)}"
+        return zarr.open_group(self._store(), path=path, mode="r+", zarr_format=self.zarr_format)  # type: ignore[arg-type]
 
     def list_labels(self, keys: list[str]) -> None:
         """Add the images to the labels group's list (NGFF), in one write for all of them.
@@ -147,40 +182,23 @@ class MaskStore:
         if self.kind == "probabilities" or not keys:
             return
         group = self.root().require_group(self.group_name)
-        listed: list[str] = list(group.attrs.get("labels", []))  # type: ignore[arg-type]
+        listed = ngff.listed_labels(dict(group.attrs))
         names = sorted(set(listed) | {image_name(k) for k in keys}, key=natural_key)
         if names != listed:
-            group.attrs["labels"] = names
+            group.attrs.update(ngff.labels_attrs(self.format, names))
 
     def _image_attrs(
         self, key: str, layout: OutputLayout, scale: dict[str, float], levels: int, provenance: dict[str, Any]
     ) -> dict[str, Any]:
-        axes = [{"name": a, "type": SPACE_AXES[a]} for a in layout.axes]
-        datasets = []
-        for level in range(levels):
-            factor = [2**level if a in "yx" else 1 for a in layout.axes]
-            base = [scale.get(a, 1.0) for a in layout.axes]
-            datasets.append(
-                {
-                    "path": str(level),
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [b * f for b, f in zip(base, factor, strict=True)]}
-                    ],
-                }
-            )
-        attrs: dict[str, Any] = {
-            "multiscales": [{"version": NGFF_VERSION, "name": key, "axes": axes, "datasets": datasets}],
-            "segment-archive": provenance,
-        }
+        keys: dict[str, Any] = {"multiscales": [ngff.multiscales_attrs(self.format, key, layout.axes, scale, levels)]}
         if self.kind != "probabilities":
-            attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
-        return attrs
+            keys["image-label"] = ngff.image_label(self.format)
+        return ngff.image_attrs(self.format, keys, provenance)
 
     def level0(self, key: str, mode: str = "r+") -> zarr.Array:
         try:
-            return zarr.open_array(
-                self._store(), path=f"{self.group_name}/{image_name(key)}/0", mode=mode, zarr_format=2
-            )
+            path = f"{self.group_name}/{image_name(key)}/0"
+            return zarr.open_array(self._store(), path=path, mode=mode, zarr_format=self.zarr_format)  # type: ignore[arg-type]
         except Exception as exc:
             raise OutputError(f"{self.url}: output of {key!r} is missing or unreadable: {exc}") from None
 
@@ -232,36 +250,25 @@ class MaskStore:
         attrs = self.image_attrs(key)
         if attrs is None:
             raise OutputError(f"{self.url}: no output for image {key!r}")
-        return "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
+        return "".join(a["name"] for a in ngff.multiscale(attrs)["axes"])
 
     def build_pyramid(self, key: str, levels: int, stale: np.ndarray | None = None) -> int:
         """Down-sample level 0 by 2 per level (pipeline.io.pyramid); returns the levels built.
 
-        `stale`: the level-0 chunks (plane axes, then rows, cols) written since the levels were last
+        `stale`: the level-0 units (plane axes, then rows, cols) written since the levels were last
         built; only the chunks above them are written again.  None: every level is made afresh.
         """
-        group = zarr.open_group(self._store(), path=f"{self.group_name}/{image_name(key)}", mode="r+", zarr_format=2)
+        group = self.open_image(key)
         source: Any = group["0"]
         attrs: dict[str, Any] = dict(group.attrs)
-        axes = [a["name"] for a in attrs["multiscales"][0]["axes"]]
+        entry = ngff.multiscale(attrs)
+        axes = "".join(a["name"] for a in entry["axes"])
         mean = self.kind == "probabilities"
         built = update_levels(group, levels, mean, stale, WRITE_EVERY_CHUNK) if stale is not None and levels else None
         if built is None:
             # Only this imports dask: ~0.75 s of the driver's CPU, which a CPU model would lose beside it.
-            built = write_levels(group, levels, mean, COMPRESSOR, WRITE_EVERY_CHUNK) if levels else 0
-        scale = {
-            a: s
-            for a, s in zip(
-                axes, attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True
-            )
-        }
-        layout_axes = "".join(axes)
-        new = self._image_attrs(
-            key,
-            OutputLayout(layout_axes, source.shape, source.chunks, str(source.dtype)),
-            scale,
-            built + 1,
-            attrs.get("segment-archive", {}),
-        )
-        group.attrs.update(new)
+            built = write_levels(group, levels, mean, self.format, WRITE_EVERY_CHUNK) if levels else 0
+        scale = dict(zip(axes, entry["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True))
+        layout = OutputLayout(axes, source.shape, source.chunks, str(source.dtype))
+        group.attrs.update(self._image_attrs(key, layout, scale, built + 1, attrs.get("segment-archive", {})))
         return built

@@ -15,7 +15,19 @@ import numpy as np
 import zarr
 from zarr.core.array_spec import ArrayConfigParams
 
-ARRAY_SETTINGS: dict[str, Any] = {"fill_value": 0, "chunk_key_encoding": {"name": "v2", "separator": "/"}}
+from pipeline.io import ngff
+
+
+def stored_block(array: Any) -> tuple[int, ...]:
+    """The shape of one stored object of an array: its shard (Zarr v3 sharding), else its chunk."""
+    return tuple(getattr(array, "shards", None) or array.chunks)
+
+
+def level_settings(fmt: str, source: Any, shape: tuple[int, ...], axes: str) -> dict[str, Any]:
+    """A level's layout: ngff-0.4 chunks no larger than the level; ngff-0.5 level 0's chunks and shards."""
+    if fmt == "ngff-0.4":
+        return ngff.array_settings(fmt, tuple(min(c, s) for c, s in zip(source.chunks, shape, strict=True)), None, axes)
+    return ngff.array_settings(fmt, tuple(source.chunks), stored_block(source), axes)
 
 
 def down_shape(shape: tuple[int, ...], mean: bool) -> tuple[int, ...]:
@@ -36,11 +48,16 @@ def downsample(block: np.ndarray, mean: bool, dtype: Any) -> np.ndarray:
     return np.mean(block.reshape(shape), axis=tuple(range(1, block.ndim * 2, 2))).astype(dtype)
 
 
-def write_levels(group: zarr.Group, levels: int, mean: bool, compressor: Any, config: ArrayConfigParams) -> int:
-    """Levels 1..`levels` of `group`, made afresh block-wise with dask, each from the one before; how many."""
+def write_levels(group: zarr.Group, levels: int, mean: bool, fmt: str, config: ArrayConfigParams) -> int:
+    """Levels 1..`levels` of `group`, made afresh block-wise with dask, each from the one before; how many.
+
+    Each dask task writes whole stored objects (shards in ngff-0.5), so no two write one file.
+    """
     import dask.array as da
 
     source: Any = group["0"]
+    attrs: Any = dict(group.attrs)
+    axes = "".join(a["name"] for a in ngff.multiscale(attrs)["axes"])
     built = 0
     current: Any = da.from_zarr(source)
     for level in range(1, levels + 1):
@@ -49,17 +66,11 @@ def write_levels(group: zarr.Group, levels: int, mean: bool, compressor: Any, co
         down = current.map_blocks(
             downsample, mean, source.dtype, dtype=source.dtype, chunks=_block_chunks(current, mean)
         )
+        settings = level_settings(fmt, source, down.shape, axes)
         target: Any = group.create_array(
-            str(level),
-            shape=down.shape,
-            chunks=tuple(min(c, s) for c, s in zip(source.chunks, down.shape, strict=True)),
-            dtype=source.dtype,
-            compressors=compressor,
-            overwrite=True,
-            config=config,
-            **ARRAY_SETTINGS,
+            str(level), shape=down.shape, dtype=source.dtype, overwrite=True, config=config, **settings
         )
-        da.store(down.rechunk(target.chunks), target, lock=False)
+        da.store(down.rechunk(stored_block(target)), target, lock=False)
         current = da.from_zarr(target)
         built = level
     return built
@@ -77,7 +88,7 @@ def stale_above(stale: np.ndarray, below: Any, above: Any) -> np.ndarray:
     `stale` is over `below`'s chunk grid without the channel axis (plane axes, then y, x).
     """
     for axis in (-2, -1):
-        step, chunk, size = above.chunks[axis], below.chunks[axis], below.shape[axis]
+        step, chunk, size = stored_block(above)[axis], stored_block(below)[axis], below.shape[axis]
         count = -(-above.shape[axis] // step)
         spans = [(2 * i * step // chunk, -(-min(2 * (i + 1) * step, size) // chunk)) for i in range(count)]
         stale = np.stack([np.take(stale, range(a, b), axis=axis).any(axis=axis) for a, b in spans], axis=axis)
@@ -90,7 +101,7 @@ def update_levels(
     """Rewrite only the chunks of levels 1..`levels` over `stale` level-0 chunks (plane axes, y, x);
     None when a level is missing or laid out otherwise, so that the caller makes them afresh."""
     attrs: Any = dict(group.attrs)
-    axes = "".join(a["name"] for a in attrs["multiscales"][0]["axes"])
+    axes = "".join(a["name"] for a in ngff.multiscale(attrs)["axes"])
     spatial = [i for i, a in enumerate(axes) if a != "c"]
     previous: Any = group["0"]
     built = 0
@@ -119,7 +130,8 @@ def _write_chunk(previous: Any, target: Any, axes: str, spatial: list[int], inde
             below.append(slice(None))
             continue
         k = index[spatial.index(i)]
-        start, stop = k * target.chunks[i], min((k + 1) * target.chunks[i], target.shape[i])
+        block = stored_block(target)[i]
+        start, stop = k * block, min((k + 1) * block, target.shape[i])
         there.append(slice(start, stop))
         below.append(slice(2 * start, 2 * stop) if a in "yx" else slice(start, stop))
     target[tuple(there)] = downsample(np.asarray(previous[tuple(below)]), mean, previous.dtype)
