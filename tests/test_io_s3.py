@@ -171,6 +171,7 @@ def nightly_job(tmp_path, archive: str, output: str):
     )
 
 
+@pytest.mark.slow  # three submits on moto: -m slow
 def test_a_chunk_rewritten_on_s3_redoes_only_the_units_that_read_it(s3, tmp_path):
     import ray
 

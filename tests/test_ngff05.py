@@ -72,6 +72,15 @@ def test_the_store_validates_as_ngff_0_5_and_opens_in_ome_zarr_py(tmp_path):
     np.testing.assert_array_equal(np.asarray(nodes[0].data[1]), np.asarray(root["labels/img0/1"]))
 
 
+def test_tensorstore_reads_every_level_as_zarr_does(tmp_path):
+    ts = pytest.importorskip("tensorstore")
+    submit(sharded_job(tmp_path))
+    for level in ("0", "1"):
+        path = str(tmp_path / "out.zarr" / "labels" / "img0" / level)
+        theirs = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}).result().read().result()
+        np.testing.assert_array_equal(theirs, zarr.open_array(path, mode="r")[:])
+
+
 def test_a_lost_shard_is_found_and_redone_exactly(tmp_path):
     job = sharded_job(tmp_path)
     submit(job)

@@ -108,6 +108,7 @@ def test_appended_planes_compute_only_the_new_planes(tmp_path):
     fresh_run_equals(tmp_path, archive, out, "vol")
 
 
+@pytest.mark.slow  # the mirror rule itself: tests/test_changes.py
 def test_a_plane_extended_in_x_redoes_the_old_border_and_computes_the_new_columns(tmp_path):
     archive = tmp_path / "in"
     volume = zarr.create_array(archive / "vol.zarr", shape=(1, 64, 96), chunks=(1, 64, 32), dtype="u1")
@@ -137,6 +138,7 @@ def stack_job(tmp_path: Path, archive: Path) -> JobSpec:
     return JobSpec.load(path)
 
 
+@pytest.mark.slow  # a slice per piece: tests/test_io_stamps.py
 def test_a_new_slice_in_a_stack_folder_computes_only_its_plane(tmp_path):
     archive = tmp_path / "slices"
     archive.mkdir()

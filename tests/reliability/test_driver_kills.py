@@ -83,6 +83,7 @@ def test_twenty_kills_at_random_instants(tmp_path, figures):
     kill_and_resume(tmp_path, kills=20, seed=2026, figures=figures)
 
 
+@pytest.mark.slow  # 40 s; test_instancepass resumes lost instance work in the quick run
 def test_kills_during_the_instance_pass_resume_it_exactly(tmp_path, figures):
     """kind instances: kill -9 while blocks are being relabelled, twice; the end is the reference, byte for byte."""
     sizes = ((96, 128), (64, 64))

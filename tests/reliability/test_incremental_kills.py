@@ -11,7 +11,7 @@ from tests.jobs import make_job, store_bytes
 from tests.reliability.conftest import differing_bytes, run_submit
 from tests.reliability.test_driver_kills import kill_at
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]  # minutes: scripts/reliability.sh runs it
 
 
 def test_kills_during_an_incremental_rerun_resume_it_bit_identically(tmp_path, figures):
