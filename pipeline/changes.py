@@ -134,6 +134,7 @@ class ImageChange:
     old_index: np.ndarray  # int64: the unit's number in the old grid, -1 if it had none
     reason: str = ""
     whole: bool = False  # nothing of the old output can be kept: the image's output is made afresh
+    recorded: str = ""  # the fingerprint of the input record compared against ("" when there was none)
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -218,7 +219,7 @@ def compare(old: InputPieces, old_fp: Footprint, new: InputPieces, new_fp: Footp
     """Which of the new grid's units must be redone, given the input their committed results were made from."""
     reason = whole_image_reason(old, new)
     if reason:
-        return all_changed(new_fp.grid, reason)
+        return all_changed(new_fp.grid, reason)  # made afresh: its new record is written whatever the old
     grid, old_grid = new_fp.grid, old_fp.grid
     height, width = grid.shape
     rows_new, cols_new = new_fp.windows(0), new_fp.windows(1)
@@ -246,8 +247,9 @@ def compare(old: InputPieces, old_fp: Footprint, new: InputPieces, new_fp: Footp
     old_index = np.where(existed, (p * old_grid.rows + r) * old_grid.cols + c, -1).reshape(-1)
     same = same_rows[None, :, None] & same_cols[None, None, :] & (hits == 0)
     units = np.where(~existed, UnitChange.NEW, np.where(same, UnitChange.UNCHANGED, UnitChange.CHANGED))
-    grew = "grown" if grid.size > old_grid.size or grid.shape != old_grid.shape else ""
-    return ImageChange(units.reshape(-1).astype(np.uint8), old_index.astype(np.int64), grew)
+    resized = grid.size != old_grid.size or grid.shape != old_grid.shape
+    reason = ("grown" if grid.size >= old_grid.size else "shrunk") if resized else ""
+    return ImageChange(units.reshape(-1).astype(np.uint8), old_index.astype(np.int64), reason, recorded=old.fingerprint)
 
 
 def _same_blocks(old: UnitGrid, new: UnitGrid, axis: int) -> np.ndarray:

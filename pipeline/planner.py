@@ -287,8 +287,7 @@ def record_change(
         chunks = range(-(-plan.total // STATE_CHUNK))
         built = (~plan.pyramid_stale).astype(np.uint8)
         manifest.commit_states(key, PYRAMID, pieces.fingerprint, built, chunks)
-    previous = manifest.input_pieces(key)
-    if previous is None or previous.fingerprint != pieces.fingerprint:
+    if change.recorded != pieces.fingerprint:
         manifest.set_input_pieces(key, pieces)
 
 

@@ -37,6 +37,18 @@ def kill_at(job, seconds: float | None = None, after_units: int = 0) -> int:
     return proc.returncode
 
 
+def kill_repeatedly(job, kills: int, seed: int, finished: tuple[int, ...] = (0,)) -> int:
+    """`kills` runs of the job, each killed after a few committed units; how many the kill caught
+    (a run may finish first, with an exit code in `finished`)."""
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(kills):
+        code = kill_at(job, after_units=rng.randint(2, 8))
+        assert code == -9 or code in finished, f"a run ended with {code}"
+        killed += code == -9
+    return killed
+
+
 def kill_and_resume(tmp_path, kills: int, seed: int, figures) -> None:
     archive = make_archive(tmp_path / "in", sizes=SIZES)
     reference = tmp_path / "ref"

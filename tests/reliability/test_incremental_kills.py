@@ -1,6 +1,5 @@
 """kill -9 of the driver during an incremental rerun: the resumed rerun ends bit-identical to a fresh run."""
 
-import random
 import time
 
 import numpy as np
@@ -9,7 +8,7 @@ import zarr
 
 from tests.jobs import make_job, store_bytes
 from tests.reliability.conftest import differing_bytes, run_submit
-from tests.reliability.test_driver_kills import kill_at
+from tests.reliability.test_driver_kills import kill_repeatedly
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]  # minutes: scripts/reliability.sh runs it
 
@@ -26,12 +25,7 @@ def test_kills_during_an_incremental_rerun_resume_it_bit_identically(tmp_path, f
     volume.resize((3, 192, 192))  # and a plane appended overnight
     volume[2] = rng.integers(0, 255, (192, 192), dtype=np.uint8)
 
-    random_ = random.Random(11)
-    killed = 0
-    for _ in range(3):
-        code = kill_at(job, after_units=random_.randint(2, 8))
-        killed += code == -9
-        assert code in (-9, 0)
+    killed = kill_repeatedly(job, 3, seed=11)
     code, output = run_submit(job)
     assert code == 0, output
 
