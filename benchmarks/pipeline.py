@@ -65,7 +65,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--format", choices=["zarr", "tiff"], default="zarr")
     parser.add_argument("--config", default="configs/models/unet-small.yaml")
-    parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--chunk", type=int, default=512, help="the work unit's side (a chunk, or a shard)")
+    parser.add_argument("--output-format", choices=["ngff-0.4", "ngff-0.5"], default="ngff-0.4")
+    parser.add_argument("--inner-chunk", type=int, default=256, help="ngff-0.5: the chunks inside each shard")
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--actors", type=int, default=1)
@@ -96,7 +98,7 @@ def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[
             "device": args.device,
             "precision": args.precision,
         },
-        "output": {"path": str(output), "chunks": [args.chunk, args.chunk], "pyramid_levels": 0},
+        "output": output_document(args, output),
         "resources": {
             "actors": args.actors,
             "cpus_per_actor": args.cpus_per_actor,
@@ -104,6 +106,15 @@ def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[
             "units_per_task": args.units_per_task,
         },
     }
+
+
+def output_document(args: argparse.Namespace, output: Path) -> dict[str, Any]:
+    """ngff-0.4: a chunk per unit; ngff-0.5: chunks of --inner-chunk inside a shard per unit."""
+    unit = [args.chunk, args.chunk]
+    if args.output_format == "ngff-0.4":
+        return {"path": str(output), "chunks": unit, "pyramid_levels": 0}
+    inner = [args.inner_chunk, args.inner_chunk]
+    return {"path": str(output), "format": "ngff-0.5", "chunks": inner, "unit": unit, "pyramid_levels": 0}
 
 
 def pipeline_run(job_doc: dict[str, Any]) -> dict[str, Any]:
