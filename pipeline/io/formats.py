@@ -22,6 +22,7 @@ import zarr.errors
 
 from pipeline.errors import InputError
 from pipeline.io.blockcache import source_chunks
+from pipeline.io.ngff import ngff_keys
 
 # A TIFF tile or strip decodes to at most this many bytes: a header that
 # claims more is a decompression bomb, refused before anything is allocated.
@@ -84,9 +85,7 @@ def open_zarr_node(store: Any, path: str, source: str) -> Any:
 
 def ome_multiscale(node: Any) -> dict[str, Any] | None:
     """The first `multiscales` entry of an OME-Zarr image group (NGFF 0.4 or 0.5), if any."""
-    attrs = dict(node.attrs)
-    attrs = attrs.get("ome", attrs)
-    multiscales = attrs.get("multiscales")
+    multiscales = ngff_keys(dict(node.attrs)).get("multiscales")
     return multiscales[0] if isinstance(multiscales, list) and multiscales else None
 
 
