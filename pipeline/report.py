@@ -104,10 +104,10 @@ def print_report(report: RunReport) -> None:
 
 
 def change_lines(plan: dict[str, Any]) -> list[str]:
-    """A line per image whose input changed since its units were computed (new images are not listed)."""
+    """A line per image whose input changed since its units were computed (images new to the output are not)."""
     lines = []
     for key, c in sorted(plan.get("changes", {}).items()):
-        if c.get("reason") == "new image" or not (c.get("changed") or c.get("new")):
+        if not c.get("changed") and (not c.get("new") or not c.get("unchanged")):
             continue
         reason = f" ({c['reason']})" if c.get("reason") else ""
         lines.append(

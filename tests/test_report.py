@@ -72,3 +72,23 @@ def test_status_during_a_live_run_names_the_lock_holder_and_what_it_has_committe
     assert f"  running now: run {manifest.run_id}" in "\n".join(lines)
     assert "  units: 2 done, 0 failed (pending: run `segment-archive plan`)" in lines
     assert "running now" not in job_status(job_on(out))  # released
+
+
+def test_change_lines_name_the_images_whose_input_changed_not_those_new_to_the_output():
+    from pipeline.report import change_lines
+
+    plan = {
+        "changes": {
+            "new": {"unchanged": 0, "changed": 0, "new": 9, "reason": "new image"},
+            "other-job": {"unchanged": 0, "changed": 0, "new": 9, "reason": "no output of this job yet"},
+            "same": {"unchanged": 9, "changed": 0, "new": 0, "reason": ""},
+            "chunk": {"unchanged": 7, "changed": 2, "new": 0, "reason": ""},
+            "grown": {"unchanged": 9, "changed": 0, "new": 3, "reason": "grown"},
+            "tiff": {"unchanged": 0, "changed": 9, "new": 0, "reason": "a TIFF file is one piece"},
+        }
+    }
+    assert change_lines(plan) == [
+        "input changed: chunk: 7 unchanged, 2 changed, 0 new",
+        "input changed: grown: 9 unchanged, 0 changed, 3 new (grown)",
+        "input changed: tiff: 0 unchanged, 9 changed, 0 new (a TIFF file is one piece)",
+    ]
