@@ -257,7 +257,8 @@ def _same_blocks(old: UnitGrid, new: UnitGrid, axis: int) -> np.ndarray:
     n_new, n_old = (new.rows, old.rows) if axis == 0 else (new.cols, old.cols)
     chunk, new_len, old_len = new.chunks[axis], new.shape[axis], old.shape[axis]
     i = np.arange(n_new)
-    return (i < n_old) & (np.minimum((i + 1) * chunk, new_len) == np.minimum((i + 1) * chunk, old_len))
+    same: np.ndarray = (i < n_old) & (np.minimum((i + 1) * chunk, new_len) == np.minimum((i + 1) * chunk, old_len))
+    return same
 
 
 def _old_planes(old: Footprint, new: Footprint) -> np.ndarray:
