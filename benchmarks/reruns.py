@@ -67,14 +67,13 @@ def planned(job: Any, create: bool) -> tuple[float, Any]:
 
 def finish_as_a_run_would(job: Any, summary: Any) -> None:
     """Every unit done, its pyramid built, the image complete: what a finished run commits."""
-    from pipeline.manifest import NET_PASS, PYRAMID, STATE_CHUNK, Manifest
+    from pipeline.manifest import NET_PASS, PYRAMID, Manifest
 
     manifest = Manifest(job.output.path)
     for plan in summary.images:
         done = np.ones(plan.total, np.uint8)
-        chunks = range(-(-plan.total // STATE_CHUNK))
         for pass_name in (NET_PASS, PYRAMID):
-            manifest.commit_states(plan.key, pass_name, plan.input, done, chunks)
+            manifest.commit_all_states(plan.key, pass_name, plan.input, done)
         manifest.set_image_record(plan.key, {"key": plan.key, "input": plan.input, "state": "complete"})
 
 

@@ -194,6 +194,10 @@ class Manifest:
         for c in sorted(chunks):
             self.write_bytes(f"{folder}/{c}.u8", states[c * STATE_CHUNK : (c + 1) * STATE_CHUNK].tobytes())
 
+    def commit_all_states(self, key: str, pass_name: str, input_fp: str, states: np.ndarray) -> None:
+        """`commit_states` of every state file of one image (its grid or its whole map changed)."""
+        self.commit_states(key, pass_name, input_fp, states, range(-(-len(states) // STATE_CHUNK)))
+
     def commit_failures(self, key: str, pass_name: str, records: list[FailureRecord]) -> None:
         """Record why a batch of units of one image failed, in one immutable file."""
         if not records:

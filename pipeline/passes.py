@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.maskstore import MaskStore
-from pipeline.manifest import PYRAMID, STATE_CHUNK, Manifest
+from pipeline.manifest import PYRAMID, Manifest
 from pipeline.outcome import FailureKind
 from pipeline.planner import ImagePlan
 from pipeline.report import RunReport
@@ -99,7 +99,7 @@ def finish_image(plan: ImagePlan, spec: JobSpec, manifest: Manifest, store: Mask
         return
     store.build_pyramid(plan.key, spec.output.pyramid_levels, plan.stale_chunks())
     built = np.ones(plan.total, np.uint8)  # the levels are now up to date over every unit
-    manifest.commit_states(plan.key, PYRAMID, plan.input, built, range(-(-plan.total // STATE_CHUNK)))
+    manifest.commit_all_states(plan.key, PYRAMID, plan.input, built)
     record = {"key": plan.key, "input": plan.input, "state": "complete", "units": plan.total}
     if plan.key in report.warnings:
         record["warning"] = report.warnings[plan.key]  # kept for report.html, and for status after this run

@@ -20,7 +20,7 @@ from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
 from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
 from pipeline.io.normalize import affine_for, sampled_range
-from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, STATE_CHUNK, Manifest
+from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
@@ -211,7 +211,9 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     layouts = output_layouts(image, spec, model.config.classes)
     footprint = Footprint.of(pieces, key, spec.unit_shape, model.geometry, spec.inference.tile)
     change = image_change(planning, key, pieces, footprint)
-    states = {p: pending_again(carried_states(manifest.unit_states(key, p), change, UnitState.PENDING)) for p in PASSES}
+    states = {
+        p: pending_again(carried_states(committed(manifest, key, p, change), change, UnitState.PENDING)) for p in PASSES
+    }
     if change.any:  # instance ids run on from plane to plane: every block is numbered again
         states[INSTANCE_PASS][:] = UnitState.PENDING
     out_axes = layouts[semantic_kind(spec.output.kind)].axes
@@ -219,13 +221,18 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
     plan.axes, plan.dtype, plan.change = image.axes, str(image.dtype), change
     if spec.output.kind != "instances":  # instance ids run across planes: their levels are made afresh
-        plan.pyramid_stale = stale_pyramid(manifest.unit_states(key, PYRAMID), change, states[NET_PASS])
+        plan.pyramid_stale = stale_pyramid(committed(manifest, key, PYRAMID, change), change, states[NET_PASS])
     if store is not None:
         record_change(planning, image, pieces, layouts, plan)
     return plan
 
 
 PASSES = (NET_PASS, INSTANCE_PASS)
+
+
+def committed(manifest: Manifest, key: str, pass_name: str, change: ImageChange) -> np.ndarray | None:
+    """The states committed for the image in a pass; not read when nothing of them can be kept."""
+    return None if change.whole else manifest.unit_states(key, pass_name)
 
 
 def pending_again(states: np.ndarray) -> np.ndarray:
@@ -235,8 +242,8 @@ def pending_again(states: np.ndarray) -> np.ndarray:
 
 def stale_pyramid(built: np.ndarray | None, change: ImageChange, net: np.ndarray) -> np.ndarray | None:
     """Units whose pyramid levels are out of date: not built over since their input changed, or about to
-    be computed.  None when no levels were built over this input's units yet (make them afresh)."""
-    if change.whole or built is None:
+    be computed.  None when no levels were built over units that can be kept (make them afresh)."""
+    if built is None:
         return None
     return (carried_states(built, change, 0) == 0) | (net == UnitState.PENDING)
 
@@ -279,14 +286,11 @@ def record_change(
         for kind, layout in layouts.items():
             store.of_kind(kind).grow_image(key, layout, prov)
         for pass_name in PASSES:
-            chunks = range(-(-plan.total // STATE_CHUNK))
-            manifest.commit_states(key, pass_name, pieces.fingerprint, plan.states[pass_name], chunks)
+            manifest.commit_all_states(key, pass_name, pieces.fingerprint, plan.states[pass_name])
         manifest.forget_planes(key, change.planes_touched(plan.grid))
         manifest.unfinish(image_name(key))
     if plan.pyramid_stale is not None and plan.pyramid_stale.any():  # before any unit rewrites level 0
-        chunks = range(-(-plan.total // STATE_CHUNK))
-        built = (~plan.pyramid_stale).astype(np.uint8)
-        manifest.commit_states(key, PYRAMID, pieces.fingerprint, built, chunks)
+        manifest.commit_all_states(key, PYRAMID, pieces.fingerprint, (~plan.pyramid_stale).astype(np.uint8))
     if change.recorded != pieces.fingerprint:
         manifest.set_input_pieces(key, pieces)
 

@@ -55,17 +55,22 @@ def fresh_run_equals(tmp_path: Path, archive: Path, rerun: Path, key: str, **sec
     assert chunk_bytes(fresh / "out.zarr", key) == chunk_bytes(rerun, key)
 
 
+def segmented_volume(tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], **sections):
+    """A Zarr volume of random pixels at `tmp_path/in`, and its job after a first run: (volume, job, report)."""
+    volume = zarr.create_array(tmp_path / "in" / "vol.zarr", shape=shape, chunks=chunks, dtype="u1")
+    volume[:] = pixels(*shape)
+    job = JobSpec.load(make_job(tmp_path, tmp_path / "in", **sections))
+    return volume, job, submit(job)
+
+
 def later() -> None:
     time.sleep(0.02)  # file times must be able to tell a rewrite from the first write
 
 
 def test_a_chunk_rewritten_in_place_redoes_exactly_the_units_that_read_it(tmp_path):
-    archive = tmp_path / "in"
-    volume = zarr.create_array(archive / "vol.zarr", shape=(3, 128, 128), chunks=(1, 64, 64), dtype="u1")
-    volume[:] = pixels(3, 128, 128)
-    job = JobSpec.load(make_job(tmp_path, archive))
-    assert submit(job).units_done == 48
-    out = tmp_path / "out.zarr"
+    archive, out = tmp_path / "in", tmp_path / "out.zarr"
+    volume, job, first = segmented_volume(tmp_path, (3, 128, 128), (1, 64, 64))
+    assert first.units_done == 48
     before, level1 = chunk_files(out, "vol"), chunk_files(out, "vol", level=1)
     later()
     volume[1, 64:128, 0:64] = pixels(64, 64)  # one chunk of plane 1, re-acquired
@@ -88,12 +93,8 @@ def test_a_chunk_rewritten_in_place_redoes_exactly_the_units_that_read_it(tmp_pa
 
 
 def test_appended_planes_compute_only_the_new_planes(tmp_path):
-    archive = tmp_path / "in"
-    volume = zarr.create_array(archive / "vol.zarr", shape=(2, 96, 96), chunks=(1, 48, 48), dtype="u1")
-    volume[:] = pixels(2, 96, 96)
-    job = JobSpec.load(make_job(tmp_path, archive))
-    submit(job)
-    out = tmp_path / "out.zarr"
+    archive, out = tmp_path / "in", tmp_path / "out.zarr"
+    volume, job, _ = segmented_volume(tmp_path, (2, 96, 96), (1, 48, 48))
     before = chunk_files(out, "vol")
     later()
     volume.resize((3, 96, 96))
@@ -110,12 +111,8 @@ def test_appended_planes_compute_only_the_new_planes(tmp_path):
 
 @pytest.mark.slow  # the mirror rule itself: tests/test_changes.py
 def test_a_plane_extended_in_x_redoes_the_old_border_and_computes_the_new_columns(tmp_path):
-    archive = tmp_path / "in"
-    volume = zarr.create_array(archive / "vol.zarr", shape=(1, 64, 96), chunks=(1, 64, 32), dtype="u1")
-    volume[:] = pixels(1, 64, 96)
-    job = JobSpec.load(make_job(tmp_path, archive))
-    submit(job)
-    out = tmp_path / "out.zarr"
+    archive, out = tmp_path / "in", tmp_path / "out.zarr"
+    volume, job, _ = segmented_volume(tmp_path, (1, 64, 96), (1, 64, 32))
     before = chunk_files(out, "vol")
     later()
     volume.resize((1, 64, 160))
@@ -196,11 +193,8 @@ def test_plan_shows_units_unchanged_changed_and_new_per_image(tmp_path):
 
 def test_instances_after_a_chunk_rewrite_equal_a_fresh_run(tmp_path):
     archive = tmp_path / "in"
-    volume = zarr.create_array(archive / "vol.zarr", shape=(2, 64, 96), chunks=(1, 32, 32), dtype="u1")
-    volume[:] = pixels(2, 64, 96)
     rule = "{method: components, threshold: 0.473}"  # inside the random test net's probabilities
-    job = JobSpec.load(make_job(tmp_path, archive, kind="instances", instances=rule))
-    submit(job)
+    volume, job, _ = segmented_volume(tmp_path, (2, 64, 96), (1, 32, 32), kind="instances", instances=rule)
     later()
     volume[0, 32:64, 32:64] = pixels(32, 32)  # plane 0: the ids of plane 1 follow its objects
 

@@ -31,7 +31,6 @@ from pipeline.io.pyramid import update_levels, write_levels
 from pipeline.names import image_name
 from pipeline.plan import plane_coords
 
-COMPRESSOR = ngff.COMPRESSOR_V2  # ngff-0.4 (ngff-0.5: ngff.COMPRESSOR_V3)
 # Images whose level-0 array a store keeps open for writing: reopening reads its metadata, 2 ms a block.
 OPEN_FOR_WRITING = 8
 # Every chunk is written, even all-background: a missing chunk then always means a lost one (pipeline.verify).
@@ -116,7 +115,7 @@ class MaskStore:
         return self._format
 
     @property
-    def zarr_format(self) -> int:
+    def zarr_format(self) -> ngff.ZarrFormat:
         return ngff.ZARR_FORMAT[self.format]
 
     def existing_format(self) -> str | None:
@@ -134,7 +133,7 @@ class MaskStore:
 
     def root(self) -> zarr.Group:
         try:
-            return zarr.open_group(self._store(), mode="a", zarr_format=self.zarr_format)  # type: ignore[arg-type]
+            return zarr.open_group(self._store(), mode="a", zarr_format=self.zarr_format)
         except Exception as exc:
             raise OutputError(f"{self.url}: cannot open the mask store: {type(exc).__name__}: {exc}") from None
 
@@ -172,7 +171,7 @@ class MaskStore:
     def open_image(self, key: str) -> zarr.Group:
         """The image's output group, to write."""
         path = f"{self.group_name}/{image_name(key)}"
-        return zarr.open_group(self._store(), path=path, mode="r+", zarr_format=self.zarr_format)  # type: ignore[arg-type]
+        return zarr.open_group(self._store(), path=path, mode="r+", zarr_format=self.zarr_format)
 
     def list_labels(self, keys: list[str]) -> None:
         """Add the images to the labels group's list (NGFF), in one write for all of them.
@@ -198,7 +197,7 @@ class MaskStore:
     def level0(self, key: str, mode: str = "r+") -> zarr.Array:
         try:
             path = f"{self.group_name}/{image_name(key)}/0"
-            return zarr.open_array(self._store(), path=path, mode=mode, zarr_format=self.zarr_format)  # type: ignore[arg-type]
+            return zarr.open_array(self._store(), path=path, mode=mode, zarr_format=self.zarr_format)
         except Exception as exc:
             raise OutputError(f"{self.url}: output of {key!r} is missing or unreadable: {exc}") from None
 

@@ -9,13 +9,14 @@ Spec: https://ngff.openmicroscopy.org/0.5/ (multiscales, labels, image-label).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numcodecs
 from zarr.codecs import BloscCodec
 
 FORMATS = ("ngff-0.4", "ngff-0.5")
-ZARR_FORMAT = {"ngff-0.4": 2, "ngff-0.5": 3}
+ZarrFormat = Literal[2, 3]
+ZARR_FORMAT: dict[str, ZarrFormat] = {"ngff-0.4": 2, "ngff-0.5": 3}
 SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 # Blosc-zstd, bit-shuffled: the same compression in both formats (v2 numcodecs, v3 codec).
 COMPRESSOR_V2 = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
