@@ -7,14 +7,13 @@ reasons in batches beside them, and the job lock is checked before each commit.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from pipeline.faults import inject
 from pipeline.manifest import STATE_CHUNK, FailureRecord, Manifest
 from pipeline.outcome import UnitState
 from pipeline.rows import Outcome
@@ -23,9 +22,7 @@ if TYPE_CHECKING:
     from pipeline.planner import ImagePlan
 
 # Seconds between manifest commits; a kill loses at most this much finished work.
-COMMIT_EVERY_S = float(os.environ.get("SEGMENT_ARCHIVE_COMMIT_EVERY_S", "2.0"))
-# Fault injection for the reliability tests: SIGKILL this driver after N committed units.
-KILL_AFTER_UNITS = int(os.environ.get("SEGMENT_ARCHIVE_KILL_AFTER_UNITS", "0"))
+COMMIT_EVERY_S = 2.0
 
 
 class Committer:
@@ -73,7 +70,6 @@ class Committer:
             self.manifest.commit_states(key, pass_name, plan.input, plan.states[pass_name], chunks)
         self.failures.clear()
         self.dirty.clear()
-        if KILL_AFTER_UNITS and self.committed >= KILL_AFTER_UNITS:
-            os.kill(os.getpid(), signal.SIGKILL)
+        inject("commit", units=self.committed)
         self.manifest.check_lock()  # never commit for a run that lost its lock
         self.last = time.monotonic()

@@ -133,13 +133,13 @@ def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     """Add the unit's mirrored, normalised input window (C, h, w) float32, or mark the unit skipped."""
     row["window"] = empty_window(ctx)
     if not row["error"]:
-        inject("read_exit")
+        inject("read")
         attempted([row], lambda: read_into(row, ctx), ctx.retries)
     return row
 
 
 def read_into(row: dict[str, Any], ctx: StageContext) -> None:
-    inject("read_error")
+    inject("read_attempt")
     unit = WorkUnit.from_dict(row)
     image = _image(ctx, unit.key)
     _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
@@ -223,7 +223,7 @@ class PredictStage:
         """Give each read row its `block` (or its `error`); windows are dropped."""
         from pipeline.predict import predict_windows
 
-        inject("predict_exit")
+        inject("predict")
         todo = [r for r in rows if not r["error"] and not r["skipped"]]
         for r in rows:
             if r["skipped"] and not r["error"]:
@@ -283,14 +283,13 @@ def write_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
     Returns only what the driver needs to commit the unit (no pixels).
     """
     if not row["error"]:
-        inject("write_exit")
+        inject("write")
         attempted([row], lambda: write_from(row, ctx), ctx.retries)
     return {k: row[k] for k in FINISHED_COLUMNS}
 
 
 def write_from(row: dict[str, Any], ctx: StageContext) -> None:
-    inject("write_error")
-    inject("write_full")
+    inject("write_attempt")
     unit = WorkUnit.from_dict(row)
     coords = {"t": int(row["t"]), "z": int(row["z"])}
     rows, cols = slice(unit.y0, unit.y1), slice(unit.x0, unit.x1)

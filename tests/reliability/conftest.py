@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.faultkit import faults_env
+
 FIGURES: Counter = Counter()
 
 
@@ -26,8 +28,9 @@ def figures() -> Counter:
 
 
 def submit_process(job: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`segment-archive submit JOB` as its own process (its own local Ray), killable."""
-    full_env = {**os.environ, "SEGMENT_ARCHIVE_COMMIT_EVERY_S": "0.2", **(env or {})}
+    """`segment-archive submit JOB` as its own process (its own local Ray), killable; `env` from
+    faultkit.faults_env (by default: no faults, commits every 0.2 s)."""
+    full_env = {**os.environ, **(env or faults_env())}
     cmd = [sys.executable, "-m", "pipeline.cli", "submit", str(job), "--quiet"]
     return subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

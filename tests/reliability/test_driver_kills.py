@@ -8,6 +8,7 @@ import pytest
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, Manifest
 from tests.jobs import committed_units, make_archive, make_job, rewritten_after, store_bytes, unit_chunk
 from tests.reliability.conftest import differing_bytes, run_submit, submit_process
+from tests.reliability.faultkit import faults_env
 
 pytestmark = pytest.mark.reliability
 SIZES = ((256, 256), (256, 192), (192, 256), (96, 300))  # 64 + 48 + 48 + 30 = 190 units of 32x32
@@ -25,8 +26,7 @@ def manifest_is_readable(out) -> None:
 
 
 def kill_at(job, seconds: float | None = None, after_units: int = 0) -> int:
-    env = {"SEGMENT_ARCHIVE_KILL_AFTER_UNITS": str(after_units)} if after_units else None
-    proc = submit_process(job, env)
+    proc = submit_process(job, faults_env(kill_after_units=after_units))
     if seconds is not None:
         deadline = time.monotonic() + seconds
         while proc.poll() is None and time.monotonic() < deadline:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.faults import injected
 from tests.jobs import make_archive, make_job, store_bytes
 from tests.reliability.conftest import differing_bytes, run_submit
+from tests.reliability.faultkit import faults_env, injected
 
 pytestmark = pytest.mark.reliability
 SIZES = ((128, 160), (96, 96))  # 20 + 9 units of 32x32
@@ -29,13 +29,23 @@ def reference(tmp_path):
 def run_with_faults(tmp_path, archive, faults: str, submits: int = 1):
     folder = tmp_path / "faults"
     folder.mkdir()
-    env = {"SEGMENT_ARCHIVE_FAULTS": faults, "SEGMENT_ARCHIVE_FAULTS_DIR": str(folder)}
+    env = faults_env(folder, faults)
     job = job_with_retries(tmp_path, archive)
     for _ in range(submits):
         code, output = run_submit(job, env)
         if code == 0:
             break
     return code, output, injected(folder)
+
+
+def test_a_fault_installed_by_the_kit_fires_in_a_ray_worker_and_the_unit_is_retried(tmp_path, figures):
+    archive = make_archive(tmp_path / "in", sizes=((64, 64),))
+    folder = tmp_path / "faults"
+    folder.mkdir()
+    code, output = run_submit(job_with_retries(tmp_path, archive), faults_env(folder, "read_error:1", chance=1))
+    assert code == 0, output
+    assert injected(folder) == {"read_error": 1}
+    figures["faults_injected"] += 1
 
 
 @pytest.mark.slow
@@ -72,8 +82,7 @@ def test_flaky_input_filesystem_costs_at_most_a_rerun(tmp_path, reference, figur
     job.write_text(job.read_text().replace(f"path: {archive}", f"path: flaky://{archive}"))
     folder = tmp_path / "faults"
     folder.mkdir()
-    env = {"SEGMENT_ARCHIVE_FAULTS": "flaky_read:4", "SEGMENT_ARCHIVE_FAULTS_DIR": str(folder)}
-    env["SEGMENT_ARCHIVE_FAULTS_P"] = "1"
+    env = faults_env(folder, "flaky_read:4", chance=1)
     codes = []
     # A failed submit has used at least one of the 4 faults: at most 5 submits finish the job.
     for _ in range(5):
@@ -97,7 +106,7 @@ def test_disk_full_fails_units_clearly_and_a_rerun_after_freeing_space_completes
     folder = tmp_path / "faults"
     folder.mkdir()
     (folder / "disk-full").touch()
-    env = {"SEGMENT_ARCHIVE_FAULTS_DIR": str(folder)}
+    env = faults_env(folder)
     job = job_with_retries(tmp_path, archive)
     code, output = run_submit(job, env)
     assert code == 3, output
