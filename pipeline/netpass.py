@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from pipeline.committer import Committer
@@ -100,7 +101,8 @@ def execute(
         return (rows.row(i) for rows, a, b in pending_segments(list(plans.values())) for i in range(a, b))
 
     with committer.kept_on_interrupt():
-        for outcome in streamed(stream, spec.resources.retries, leftovers):
+        restart = partial(run.reconnect, spec.resources.address)
+        for outcome in streamed(stream, spec.resources.retries, leftovers, restart):
             if not committer.add(NET_PASS, outcome):
                 continue
             count_in(report, outcome)

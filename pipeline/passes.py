@@ -45,9 +45,15 @@ def counting(progress: ProgressHook | None, phase: str, total: int) -> Callable[
     return tick
 
 
-def streamed(stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict[str, Any]]]) -> Iterator[Outcome]:
+def streamed(
+    stream: Stream,
+    retries: int,
+    leftovers: Callable[[], Iterator[dict[str, Any]]],
+    restart: Callable[[], None] | None = None,
+) -> Iterator[Outcome]:
     """Outcomes of a pass's stream.  If the stream fails as a whole (Ray itself, a worker lost for good), a
-    new one runs over the units still pending, up to `retries` times; then `leftovers` fail with its error.
+    new one runs over the units still pending, up to `retries` times, each after `restart` (a fresh Ray
+    connection, pipeline.run.reconnect); then `leftovers` fail with its error.
 
     Units retry their own transient failures inside the stream (pipeline.stages), so one failing unit
     never restarts the others.
@@ -55,6 +61,8 @@ def streamed(stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict
     error: Exception | None = None
     for attempt in range(retries + 1):
         try:
+            if attempt and restart:
+                restart()
             for row in stream():
                 yield Outcome.of(row)
             return
@@ -71,7 +79,10 @@ def streamed(stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict
 
 
 def streamed_rows(
-    stream: Stream, retries: int, leftovers: Callable[[], Iterator[dict[str, Any]]]
+    stream: Stream,
+    retries: int,
+    leftovers: Callable[[], Iterator[dict[str, Any]]],
+    restart: Callable[[], None] | None = None,
 ) -> Iterator[tuple[Outcome, dict[str, Any]]]:
     """`streamed`, keeping each finished row beside its outcome (the instance pass reads its summary)."""
     rows: dict[tuple[str, int], dict[str, Any]] = {}
@@ -81,7 +92,7 @@ def streamed_rows(
             rows[(str(row["key"]), int(row["index"]))] = row
             yield row
 
-    for outcome in streamed(keeping, retries, leftovers):
+    for outcome in streamed(keeping, retries, leftovers, restart):
         yield outcome, rows.pop((outcome.key, outcome.index), {})
 
 

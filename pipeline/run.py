@@ -81,6 +81,17 @@ def init_ray(address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own bar and report say it all
 
 
+def reconnect(address: str | None) -> None:
+    """A fresh Ray connection (and, locally, a fresh Ray) before a failed stream runs again.
+
+    A stream that failed as a whole (a node lost) can leave this driver's Ray worker holding
+    references whose owners are gone; the next stream in the same connection then failed on them
+    ("owner is unknown"), or hung, on a cluster that had lost a node.
+    """
+    ray.shutdown()
+    init_ray(address)
+
+
 def check_resources(r: ResourcesSpec) -> None:
     """ConfigError, naming the field, if a local Ray could never hold the actors asked for (they would wait forever).
 

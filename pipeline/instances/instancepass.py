@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import fsspec
@@ -244,6 +244,7 @@ def execute_instances(
         spec.output.instances or InstancesSpec(),
     )
     retries, cpus = spec.resources.retries, spec.resources.cpus_per_reader
+    restart = partial(run.reconnect, spec.resources.address)
 
     def summaries() -> Iterator[dict[str, Any]]:
         rows = list(work.summary_rows())  # the blocks not yet summarised, this attempt
@@ -252,7 +253,7 @@ def execute_instances(
         return run.cpu_stream(rows, summarise_unit, ctx, cpus)
 
     tick = counting(progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
-    for outcome, row in streamed_rows(summaries, retries, work.summary_rows):
+    for outcome, row in streamed_rows(summaries, retries, work.summary_rows, restart):
         tick(outcome.megapixels)
         if outcome.failure:
             committed_instance(committer, report, outcome)
@@ -279,7 +280,7 @@ def execute_instances(
         return run.cpu_stream(rows, relabel_unit, ctx, cpus)
 
     tick = counting(progress, RELABEL_PHASE, sum(remaining.values()))
-    for outcome, _ in streamed_rows(relabels, retries, relabel_rows):
+    for outcome, _ in streamed_rows(relabels, retries, relabel_rows, restart):
         if not committed_instance(committer, report, outcome):
             continue  # delivered twice: counted already
         tick(outcome.megapixels)
