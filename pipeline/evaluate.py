@@ -21,6 +21,7 @@ from pipeline.io import open_archive
 from pipeline.io.maskstore import MaskStore
 from pipeline.io.normalize import affine_for, normalize
 from pipeline.metrics import connected_components, iou_dice, pixel_error, rand_error, rand_f_score
+from pipeline.outputkinds import OutputKind
 from pipeline.spec import NormalizeSettings
 
 
@@ -176,15 +177,16 @@ def evaluate_store(store: str, labels: str, keys: list[str] | None = None, foreg
     """Score a mask store written by `submit`, one plane in memory at a time."""
     result = Evaluation()
     groups = (MaskStore(store, "labels"), MaskStore(store, "probabilities"))
-    outputs: dict[str, MaskStore] = {}  # the group holding each image, looked up once, not per plane
+    outputs: dict[str, tuple[MaskStore, OutputKind]] = {}  # each image's group and kind, looked up once
     for key, plane, truth in truth_planes(labels, keys, foreground, result.foreground):
         if key not in outputs:
             output = next((g for g in groups if g.image_attrs(key) is not None), None)
             if output is None:
                 raise InputError(f"{store}: no output for image {key!r}")
-            outputs[key] = output
-        stored = outputs[key].read_plane(key, plane)
-        if stored.dtype == np.uint32:  # output.kind instances
+            outputs[key] = output, output.written_kind(key)
+        output, kind = outputs[key]
+        stored = output.read_plane(key, plane)
+        if kind.instance_pass:  # numbered objects
             result.instances.append(score_instances(key, plane, stored, truth))
         else:
             result.planes.append(score_plane(key, plane, stored_foreground(stored), truth))

@@ -32,9 +32,7 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         axes=spec.input.axes,
         stack=spec.input.stack,
         output_url=spec.output.path,
-        kind=spec.output.kind,
-        probability_dtype=spec.output.probability_dtype,
-        threshold=spec.inference.threshold,
+        output=spec.output_kind(),
         geometry=geometry,
         tile=spec.inference.tile,
         batch_size=spec.inference.batch_size,
@@ -47,7 +45,6 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         threads=max(1, int(spec.resources.actor_cpus())),
         retries=spec.resources.retries,
         skip_empty=spec.inference.skip_empty,
-        instances=spec.output.instances,
         run_id=run_id,
     )
 
@@ -83,7 +80,7 @@ def execute(
     remaining = {p.key: p.pending for p in summary.images}
     committer = Committer(manifest, plans)
     total = summary.pending_units
-    instances = spec.output.kind == "instances"
+    instances = ctx.output.instance_pass
     tick = counting(progress, NET_PHASE, total)  # shows the plan's total while Ray and the actors start
     if total:
         run.init_ray(spec.resources.address)

@@ -18,7 +18,7 @@ from pipeline.changes import Footprint, ImageChange, InputPieces, all_new, carri
 from pipeline.errors import InputError
 from pipeline.io.archive import Archive
 from pipeline.io.image import LazyImage
-from pipeline.io.maskstore import MaskStore, OutputLayout, semantic_kind
+from pipeline.io.maskstore import MaskStore, OutputLayout
 from pipeline.io.normalize import affine_for, sampled_range
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.names import image_name
@@ -216,11 +216,12 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     }
     if change.any:  # instance ids run on from plane to plane: every block is numbered again
         states[INSTANCE_PASS][:] = UnitState.PENDING
-    out_axes = layouts[semantic_kind(spec.output.kind)].axes
+    kind = spec.output_kind()
+    out_axes = layouts[kind.net_output.name].axes
     sizes = dict(footprint.plane_sizes)
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
     plan.axes, plan.dtype, plan.change = image.axes, str(image.dtype), change
-    if spec.output.kind != "instances":  # instance ids run across planes: their levels are made afresh
+    if not kind.instance_pass:  # instance ids run across planes: their levels are made afresh
         plan.pyramid_stale = stale_pyramid(committed(manifest, key, PYRAMID, change), change, states[NET_PASS])
     if store is not None:
         record_change(planning, image, pieces, layouts, plan)
@@ -299,10 +300,9 @@ def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, O
     """The arrays a job writes per image, by store kind: instances also keep their object probability."""
     o = spec.output
     unit = spec.unit_shape if o.format == "ngff-0.5" else None  # a shard per unit
-    kinds = {o.kind: classes} if o.kind != "instances" else {"instances": 1, "probabilities": 1}
     return {
-        kind: OutputLayout.for_image(image, kind, n, o.chunk_shape, o.probability_dtype, unit)
-        for kind, n in kinds.items()
+        name: OutputLayout.for_image(image, kind, channels, o.chunk_shape, unit)
+        for name, (kind, channels) in spec.output_kind().arrays(classes).items()
     }
 
 

@@ -23,9 +23,10 @@ import fsspec
 import numpy as np
 import zarr
 
+from pipeline import outputkinds
 from pipeline.errors import OutputError
 from pipeline.io import ngff
-from pipeline.io.maskstore import MaskStore, semantic_kind
+from pipeline.io.maskstore import MaskStore
 from pipeline.io.pyramid import stored_block
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.plan import UnitGrid, plane_coords
@@ -65,9 +66,10 @@ def unit_list(units: np.ndarray, shown: int = 5) -> str:
 
 def store_kinds(kind: str) -> dict[str, str]:
     """Which store kind each pass writes: the net its semantic output, the instance pass the instances."""
-    kinds = {NET_PASS: semantic_kind(kind)}
-    if kind == "instances":
-        kinds[INSTANCE_PASS] = "instances"
+    output = outputkinds.store_kind(kind)
+    kinds = {NET_PASS: output.net_output.name}
+    if output.instance_pass:
+        kinds[INSTANCE_PASS] = output.name
     return kinds
 
 

@@ -11,6 +11,7 @@ import zarr
 
 from pipeline.io import open_archive
 from pipeline.io.maskstore import MaskStore, OutputLayout
+from pipeline.outputkinds import Labels, Probabilities
 
 
 def _image(tmp_path, shape=(2, 100, 90)):
@@ -27,7 +28,7 @@ def test_labels_layout_pyramid_and_provenance_open_in_ome_zarr(tmp_path):
 
     image = _image(tmp_path)
     store = MaskStore(str(tmp_path / "out.zarr"), "labels")
-    layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
+    layout = OutputLayout.for_image(image, Labels(), 2, (32, 32))
     assert layout.axes == "zyx" and layout.chunks == (1, 32, 32)
     store.create_image("img", layout, {"y": 0.5, "x": 0.5}, {"job": "t", "model_fingerprint": "abc"})
     store.list_labels(["img"])
@@ -46,7 +47,7 @@ def test_labels_layout_pyramid_and_provenance_open_in_ome_zarr(tmp_path):
 def test_probabilities_use_ome_axis_order_and_mean_pyramids(tmp_path):
     image = _image(tmp_path)
     store = MaskStore(str(tmp_path / "p.zarr"), "probabilities")
-    layout = OutputLayout.for_image(image, "probabilities", 3, (32, 32), "float16")
+    layout = OutputLayout.for_image(image, Probabilities("float16"), 3, (32, 32))
     assert layout.axes == "czyx" and layout.shape == (3, 2, 100, 90) and layout.dtype == "float16"
     store.create_image("img", layout, {}, {})
     store.write_block("img", {"z": 0}, layout.axes, slice(0, 32), slice(0, 32), np.ones((3, 32, 32), np.float16))
@@ -60,7 +61,7 @@ def test_a_store_opens_an_image_array_once_for_all_its_blocks(tmp_path, monkeypa
 
     image = _image(tmp_path)
     store = MaskStore(str(tmp_path / "out.zarr"), "labels")
-    layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
+    layout = OutputLayout.for_image(image, Labels(), 2, (32, 32))
     store.create_image("img", layout, {}, {})
     opened, open_array = [], zarr.open_array
     monkeypatch.setattr(maskstore.zarr, "open_array", lambda *a, **k: opened.append(k["path"]) or open_array(*a, **k))
@@ -74,10 +75,10 @@ def test_a_store_opens_an_image_array_once_for_all_its_blocks(tmp_path, monkeypa
 
 def test_an_image_recreated_through_the_store_gets_its_blocks_in_the_new_array(tmp_path):
     store = MaskStore(str(tmp_path / "out.zarr"), "labels")
-    small = OutputLayout.for_image(_image(tmp_path, (2, 64, 64)), "labels", 2, (32, 32), "float32")
+    small = OutputLayout.for_image(_image(tmp_path, (2, 64, 64)), Labels(), 2, (32, 32))
     store.create_image("img", small, {}, {})
     store.write_block("img", {"z": 0}, small.axes, slice(0, 32), slice(0, 32), np.ones((32, 32), np.uint8))
-    large = OutputLayout.for_image(_image(tmp_path, (2, 128, 128)), "labels", 2, (32, 32), "float32")
+    large = OutputLayout.for_image(_image(tmp_path, (2, 128, 128)), Labels(), 2, (32, 32))
     store.create_image("img", large, {}, {})  # a rerun whose input image grew
     store.write_block("img", {"z": 0}, large.axes, slice(96, 128), slice(96, 128), np.full((32, 32), 2, np.uint8))
     assert store.read_region("img", {"z": 0}, slice(96, 128), slice(96, 128)).min() == 2

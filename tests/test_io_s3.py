@@ -68,6 +68,7 @@ def test_tiff_and_zarr_on_s3_read_the_same_windows_as_locally(s3, tmp_path):
 def test_manifest_and_mask_store_on_s3(s3):
     from pipeline.io.maskstore import MaskStore, OutputLayout
     from pipeline.manifest import NET_PASS, Manifest
+    from pipeline.outputkinds import Labels
 
     manifest = Manifest("s3://archive/out.zarr")
     manifest.commit_states("a", NET_PASS, "fp", np.array([1, 0, 2], np.uint8), [0])
@@ -75,7 +76,7 @@ def test_manifest_and_mask_store_on_s3(s3):
         assert Manifest("s3://archive/out.zarr").unit_states("a").tolist() == [1, 0, 2]
     image = open_archive("s3://archive/em").open("a")
     store = MaskStore("s3://archive/out.zarr", "labels")
-    layout = OutputLayout.for_image(image, "labels", 2, (32, 32), "float32")
+    layout = OutputLayout.for_image(image, Labels(), 2, (32, 32))
     store.create_image("a", layout, {}, {})
     store.write_block("a", {"z": 0}, layout.axes, slice(0, 32), slice(0, 32), np.ones((32, 32), np.uint8))
     store.build_pyramid("a", 1)

@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from pipeline.outputkinds import Instances, Labels, Mask, Probabilities
 from pipeline.spec import InstancesSpec
-from pipeline.stages import StageContext, background, is_flat, most_probable_class, to_output
+from pipeline.stages import StageContext, background, is_flat
 
 
 def test_a_block_is_flat_only_when_every_channel_is():
@@ -21,43 +22,22 @@ def test_texture_between_samples_is_not_seen():
     assert is_flat(stripes, 0.01, 4) and not is_flat(stripes, 0.01, 1)
 
 
-def context(kind: str, probability_dtype: str = "float32", **changes) -> StageContext:
+def context(output=None, **changes) -> StageContext:
     return StageContext(
-        input_url="in", axes=None, stack=False, output_url="out", kind=kind, probability_dtype=probability_dtype,
-        threshold=0.5, geometry=None, tile=64, batch_size=1, nonfinite="reject", checkpoint=None, config=None,
-        seed=0, device="cpu", precision="fp32", **changes,
+        input_url="in", axes=None, stack=False, output_url="out", output=output or Labels(), geometry=None,
+        tile=64, batch_size=1, nonfinite="reject", checkpoint=None, config=None, seed=0, device="cpu",
+        precision="fp32", **changes,
     )  # fmt: skip
 
 
 def test_background_is_class_zero_in_every_kind():
-    assert background(2, (3, 4), context("labels")).tolist() == [[0] * 4] * 3
-    probabilities = background(3, (2, 2), context("probabilities", "float16"))
+    assert background(2, (3, 4), context(Labels())).tolist() == [[0] * 4] * 3
+    probabilities = background(3, (2, 2), context(Probabilities("float16")))
     assert probabilities.dtype == np.float16 and (probabilities[0] == 1).all() and (probabilities[1:] == 0).all()
-    assert (background(1, (2, 2), context("probabilities")) == 0).all()  # one sigmoid class: p(foreground) = 0
-    assert (background(1, (2, 2), context("mask")) == 0).all()
-    cells = background(2, (2, 2), context("instances", instances=InstancesSpec(objects="background")))
+    assert (background(1, (2, 2), context(Probabilities())) == 0).all()  # one sigmoid class: p(foreground) = 0
+    assert (background(1, (2, 2), context(Mask())) == 0).all()
+    cells = background(2, (2, 2), context(Instances(InstancesSpec(objects="background"))))
     assert cells.shape == (1, 2, 2) and (cells == 1).all()  # membrane model: empty resin is "cell"
-
-
-def test_instances_store_the_object_probability():
-    probabilities = np.array([[[0.2]], [[0.5]], [[0.3]]], np.float32)  # 3 classes, one pixel
-    foreground = to_output(probabilities, context("instances", "float16", instances=InstancesSpec()))
-    assert foreground.dtype == np.float16 and foreground.shape == (1, 1, 1)
-    assert foreground[0, 0, 0] == np.float16(0.8)
-    interior = to_output(probabilities, context("instances", instances=InstancesSpec(objects="background")))
-    np.testing.assert_allclose(interior[0, 0, 0], 0.2, rtol=1e-6)
-
-
-def test_labels_are_the_argmax_class_ties_going_to_the_lower():
-    rng = np.random.default_rng(0)
-    for classes in (2, 3):
-        probabilities = rng.random((classes, 32, 32)).astype(np.float32)
-        probabilities[:, :4] = 0.5  # ties
-        labels = to_output(probabilities, context("labels"))
-        assert labels.dtype == np.uint8
-        np.testing.assert_array_equal(labels, probabilities.argmax(axis=0))
-        assert (labels[:4] == 0).all()
-    assert most_probable_class(np.array([[[0.4, 0.6]], [[0.6, 0.4]]], np.float32)).tolist() == [[1, 0]]
 
 
 def a_row() -> dict:

@@ -35,6 +35,7 @@ from pipeline.io.maskstore import MaskStore
 from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
+from pipeline.outputkinds import Instances
 from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed_rows
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units
@@ -48,9 +49,9 @@ SUMMARISE_PHASE, RELABEL_PHASE = "instance blocks summarised", "instance blocks 
 
 
 def rule_of(ctx: StageContext) -> InstancesSpec:
-    if ctx.instances is None:
+    if not isinstance(ctx.output, Instances) or ctx.output.rule is None:
         raise ConfigError("the instance pass runs only for output.kind instances")
-    return ctx.instances
+    return ctx.output.rule
 
 
 def object_probability_window(row: dict[str, Any], ctx: StageContext) -> tuple[np.ndarray, BlockWindow]:

@@ -29,17 +29,13 @@ from pipeline.io.archive import natural_key
 from pipeline.io.image import LazyImage
 from pipeline.io.pyramid import update_levels, write_levels
 from pipeline.names import image_name
+from pipeline.outputkinds import OutputKind, store_kind
 from pipeline.plan import plane_coords
 
 # Images whose level-0 array a store keeps open for writing: reopening reads its metadata, 2 ms a block.
 OPEN_FOR_WRITING = 8
 # Every chunk is written, even all-background: a missing chunk then always means a lost one (pipeline.verify).
 WRITE_EVERY_CHUNK: ArrayConfigParams = {"write_empty_chunks": True}
-
-
-def semantic_kind(kind: str) -> str:
-    """What the net's pass writes: instances are found later, from the stored object probability."""
-    return "probabilities" if kind == "instances" else kind
 
 
 @dataclass(frozen=True)
@@ -56,14 +52,14 @@ class OutputLayout:
     def for_image(
         cls,
         image: LazyImage,
-        kind: str,
+        kind: OutputKind,
         classes: int,
         chunks: tuple[int, int],
-        probability_dtype: str,
         unit: tuple[int, int] | None = None,
     ) -> OutputLayout:
-        """Level 0 of one image; `unit` (ngff-0.5): the shard, in whole `chunks`."""
-        layout = cls._unsharded(image, kind, classes, chunks, probability_dtype)
+        """Level 0 of one image's array of `kind` (`classes` channels if it has a c axis); `unit`
+        (ngff-0.5): the shard, in whole `chunks`."""
+        layout = cls._unsharded(image, kind, classes, chunks)
         if unit is None:
             return layout
         shards = tuple(
@@ -72,13 +68,11 @@ class OutputLayout:
         return cls(layout.axes, layout.shape, layout.chunks, layout.dtype, shards)
 
     @classmethod
-    def _unsharded(
-        cls, image: LazyImage, kind: str, classes: int, chunks: tuple[int, int], probability_dtype: str
-    ) -> OutputLayout:
+    def _unsharded(cls, image: LazyImage, kind: OutputKind, classes: int, chunks: tuple[int, int]) -> OutputLayout:
         plane_axes = image.plane_axes
         sizes = [image.size(a) for a in plane_axes]
         height, width = image.plane_shape
-        if kind == "probabilities":
+        if kind.per_class:
             axes = "".join(a for a in "tczyx" if a in plane_axes or a in "cyx")
             shape = tuple(
                 classes if a == "c" else image.size(a) if a in "tz" else height if a == "y" else width for a in axes
@@ -86,9 +80,8 @@ class OutputLayout:
             chunk = tuple(
                 classes if a == "c" else 1 if a in "tz" else chunks[0] if a == "y" else chunks[1] for a in axes
             )
-            return cls(axes, shape, chunk, probability_dtype)
-        dtype = "uint32" if kind == "instances" else "uint8"
-        return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), dtype)
+            return cls(axes, shape, chunk, kind.dtype)
+        return cls(plane_axes + "yx", (*sizes, height, width), (*[1] * len(sizes), *chunks), kind.dtype)
 
 
 def plane_index(plane_coords: dict[str, int], layout_axes: str, rows: slice, cols: slice) -> tuple[Any, ...]:
@@ -102,7 +95,8 @@ class MaskStore:
     def __init__(self, url: str, kind: str, format: str | None = None) -> None:
         """`format`: the store's (output.format) when creating it; None: whatever the store already is."""
         self.url, self.kind, self._format = url, kind, format
-        self.group_name = "probabilities" if kind == "probabilities" else "labels"
+        self.facts = store_kind(kind)  # its group, class axis and pyramid rule
+        self.group_name = self.facts.group
         self._writing: dict[str, zarr.Array] = {}
         self._kind_group: zarr.Group | None = None  # labels/ or probabilities/, opened once
         self._other_kinds: dict[str, MaskStore] = {}
@@ -178,7 +172,7 @@ class MaskStore:
 
         Once per plan, not per image: a list rewritten per image made planning quadratic in images.
         """
-        if self.kind == "probabilities" or not keys:
+        if not self.facts.ngff_label or not keys:
             return
         group = self.root().require_group(self.group_name)
         listed = ngff.listed_labels(dict(group.attrs))
@@ -190,7 +184,7 @@ class MaskStore:
         self, key: str, layout: OutputLayout, scale: dict[str, float], levels: int, provenance: dict[str, Any]
     ) -> dict[str, Any]:
         keys: dict[str, Any] = {"multiscales": [ngff.multiscales_attrs(self.format, key, layout.axes, scale, levels)]}
-        if self.kind != "probabilities":
+        if self.facts.ngff_label:
             keys["image-label"] = ngff.image_label(self.format)
         return ngff.image_attrs(self.format, keys, provenance)
 
@@ -207,6 +201,13 @@ class MaskStore:
         except OutputError:
             return None
         return dict(group.attrs)
+
+    def written_kind(self, key: str) -> OutputKind:
+        """The kind of the image's arrays in this store's group, from the provenance written with them:
+        the job's output kind, or (in probabilities/) the object probability an instances job keeps."""
+        provenance = (self.image_attrs(key) or {}).get("segment-archive", {})
+        job_kind = store_kind(provenance.get("output_kind", self.kind))
+        return job_kind if job_kind.group == self.group_name else job_kind.net_output
 
     def image_group(self, name: str) -> zarr.Group:
         """The output group of the image whose `image_name` is `name`, read-only; OutputError if it is gone."""
@@ -262,7 +263,7 @@ class MaskStore:
         attrs: dict[str, Any] = dict(group.attrs)
         entry = ngff.multiscale(attrs)
         axes = "".join(a["name"] for a in entry["axes"])
-        mean = self.kind == "probabilities"
+        mean = self.facts.mean_pyramid
         built = update_levels(group, levels, mean, stale, WRITE_EVERY_CHUNK) if stale is not None and levels else None
         if built is None:
             # Only this imports dask: ~0.75 s of the driver's CPU, which a CPU model would lose beside it.
