@@ -171,15 +171,15 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
     from pipeline.io.archive import open_archive
     from pipeline.io.normalize import normalize
     from pipeline.plan import WorkUnit, unit_grid
-    from pipeline.planner import Planning, plan_job, provenance
+    from pipeline.planner import plan_job
     from pipeline.predict import predict_windows
 
     # An output of its own: the run's is complete, and would plan nothing.
     job = job.model_copy(update={"output": job.output.model_copy(update={"path": job.output.path + "-split"})})
-    model, model_fp, job_fp, manifest, store = driver.prepare(job, overwrite=False, create=True)
+    resolved = driver.resolve(job, overwrite=False, create=True)
+    model = resolved.model
     archive = open_archive(job.input.path, job.input.axes, job.input.stack)
-    planning = Planning(job, model, manifest, store, provenance(job, job_fp, model_fp, "", ""))
-    plan = plan_job(archive, planning).images[0]
+    plan = plan_job(archive, resolved.planning()).images[0]
     ctx = netpass.stage_context(job, model.geometry, "split")
     null = SimulatedPredictor(model.geometry, model.config.classes, 0.0)
     steps = dict.fromkeys(("read", "mirror_normalise", "tiling", "transfer", "to_output", "write"), 0.0)

@@ -36,8 +36,7 @@ def make_images(folder: Path, count: int) -> None:
 def measure(count: int) -> dict[str, Any]:
     from pipeline import driver
     from pipeline.io.archive import open_archive
-    from pipeline.model.checkpoint import trained_on
-    from pipeline.planner import Planning, plan_job, provenance
+    from pipeline.planner import plan_job
     from pipeline.spec import JobSpec
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,11 +51,10 @@ def measure(count: int) -> dict[str, Any]:
                 "output": {"path": f"{tmp}/out.zarr", "chunks": [64, 64], "pyramid_levels": 0},
             }
         )
-        model, model_fp, job_fp, manifest, store = driver.prepare(job, overwrite=False, create=True)
+        resolved = driver.resolve(job, overwrite=False, create=True)
         start = time.perf_counter()
         archive = open_archive(job.input.path)
-        prov = provenance(job, job_fp, model_fp, "", "")
-        summary = plan_job(archive, Planning(job, model, manifest, store, prov, trained_on(checkpoint)))
+        summary = plan_job(archive, resolved.planning())
         seconds = time.perf_counter() - start
     assert len(summary.images) == count, summary.quarantined
     return {"images": count, "seconds": round(seconds, 2), "ms_per_image": round(1000 * seconds / count, 2)}

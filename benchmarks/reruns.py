@@ -56,12 +56,12 @@ def planned(job: Any, create: bool) -> tuple[float, Any]:
     """Seconds to plan the job as `submit` (create: with a store) or `plan` does, and the plan."""
     from pipeline import driver
     from pipeline.io.archive import open_archive
-    from pipeline.planner import Planning, plan_job, provenance
+    from pipeline.planner import plan_job
 
-    model, model_fp, job_fp, manifest, store = driver.prepare(job, overwrite=False, create=create)
+    resolved = driver.resolve(job, overwrite=False, create=create)
     start = time.perf_counter()
     archive = open_archive(job.input.path)
-    summary = plan_job(archive, Planning(job, model, manifest, store, provenance(job, job_fp, model_fp, "", "")))
+    summary = plan_job(archive, resolved.planning())
     return time.perf_counter() - start, summary
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.io.archive import open_archive
+from pipeline.io.archive import Archive, open_archive
 from pipeline.io.maskstore import MaskStore
 from pipeline.jobrecords import adopt_earlier_layout
 from pipeline.manifest import Manifest
@@ -39,7 +40,40 @@ log = logging.getLogger(__name__)
 SUGGESTED_TILE_LIMIT = 1024
 
 
-def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str, Manifest, MaskStore | None]:
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A job checked and resolved on the driver before anything runs: its model, fingerprints and records.
+
+    Resolving refuses (ConfigError, exit 2) an output in the wrong place or of another job or
+    format, and an illegal unit or tile, so that nothing starts for a job that could only fail.
+    """
+
+    spec: JobSpec
+    model: Any
+    model_fingerprint: str
+    job_fingerprint: str
+    manifest: Manifest
+    store: MaskStore | None  # None: a dry run, which writes nothing
+
+    def planning(self) -> Planning:
+        spec = self.spec
+        trained = trained_on(spec.model.checkpoint) if spec.model.checkpoint else None
+        prov = provenance(spec, self.job_fingerprint, self.model_fingerprint, "", "")
+        return Planning(spec, self.model, self.manifest, self.store, prov, trained)
+
+    def report(self, summary: PlanSummary, **fields: Any) -> RunReport:
+        """The run's report, as planned so far."""
+        return RunReport(
+            self.spec.name,
+            self.manifest.run_id,
+            self.job_fingerprint,
+            summary.as_dict(),
+            images_quarantined=dict(summary.quarantined),
+            **fields,
+        )
+
+
+def resolve(spec: JobSpec, overwrite: bool, create: bool) -> ResolvedJob:
     adopt_earlier_layout(spec.output.path)
     check_output_place(spec.input.path, spec.output.path)
     model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
@@ -59,7 +93,7 @@ def prepare(spec: JobSpec, overwrite: bool, create: bool) -> tuple[Any, str, str
             "use --overwrite to replace them, or write to another output.path"
         )
     store = MaskStore(spec.output.path, spec.output.kind, spec.output.format) if create else None
-    return model, model_fp, job_fp, manifest, store
+    return ResolvedJob(spec, model, model_fp, job_fp, manifest, store)
 
 
 def submit(
@@ -76,61 +110,60 @@ def submit(
     `make_predictor` replaces the job's model in the predictor actors (benchmarks: a simulated GPU).
     """
     started = time.perf_counter()
-    model, model_fp, job_fp, manifest, store = prepare(spec, overwrite, create=not dry_run)
+    job = resolve(spec, overwrite, create=not dry_run)
     archive = open_archive(spec.input.path, spec.input.axes, spec.input.stack)
     archive.image_keys()  # a listing that cannot be used (no images, inputs sharing a name) stops us before any write
-    prov = provenance(spec, job_fp, model_fp, "", "")
-    trained = trained_on(spec.model.checkpoint) if spec.model.checkpoint else None
-    if dry_run or store is None:
-        summary = plan_job(archive, Planning(spec, model, manifest, None, prov, trained))
-        refuse_if_nothing_can_run(summary)
-        return RunReport(
-            spec.name,
-            manifest.run_id,
-            job_fp,
-            summary.as_dict(),
-            images_quarantined=summary.quarantined,
-            dry_run=True,
-            plan_lines=[tile_line(spec, model.geometry), *summary.image_lines(spec.input.axes is not None)],
-            verify_lines=verify_lines(verify_output(spec.output.path, spec.output.kind)) if verify else [],
-        )
-    with manifest.lock():
-        existing = manifest.job()
-        if existing and existing.get("job_fingerprint") != job_fp:
-            manifest.reset()
-        manifest.set_job(
-            {
-                "name": spec.name,
-                "job_fingerprint": job_fp,
-                "model_fingerprint": model_fp,
-                "spec": spec.model_dump(mode="json"),
-            }
-        )
-        checked = verify_output(spec.output.path, spec.output.kind) if verify else []
-        reopen_lost(manifest, checked)
-        summary = plan_job(archive, Planning(spec, model, manifest, store, prov, trained))
-        if summary.all_refused() and not existing:
-            manifest.reset()  # a corrected job file then starts afresh, without --overwrite
-        refuse_if_nothing_can_run(summary)
-        for key, reason in summary.quarantined.items():
-            manifest.set_image_record(key, {"key": key, "state": "quarantined", "error": reason})
-        report = RunReport(
-            spec.name,
-            manifest.run_id,
-            job_fp,
-            summary.as_dict(),
-            images_quarantined=dict(summary.quarantined),
-            verify_lines=verify_lines(checked) if verify else [],
-        )
+    if job.store is None:
+        return dry_run_report(job, archive, verify)
+    with job.manifest.lock():
+        summary, report = start_run(job, archive, verify)
         try:
-            execute(spec, model, summary, manifest, store, report, progress, make_predictor)
+            execute(spec, job.model, summary, job.manifest, job.store, report, progress, make_predictor)
         except KeyboardInterrupt:  # SIGINT, or SIGTERM as the CLI raises it: record the run, then stop
             report.interrupted = True
             raise
         finally:
             report.seconds = time.perf_counter() - started
-            manifest.write_run_report(report.as_dict())
+            job.manifest.write_run_report(report.as_dict())
     return report
+
+
+def dry_run_report(job: ResolvedJob, archive: Archive, verify: bool) -> RunReport:
+    """What a submit would do (`plan`, `submit --dry-run`): the plan, and what verify finds; nothing written."""
+    summary = plan_job(archive, job.planning())
+    refuse_if_nothing_can_run(summary)
+    spec = job.spec
+    return job.report(
+        summary,
+        dry_run=True,
+        plan_lines=[tile_line(spec, job.model.geometry), *summary.image_lines(spec.input.axes is not None)],
+        verify_lines=verify_lines(verify_output(spec.output.path, spec.output.kind)) if verify else [],
+    )
+
+
+def start_run(job: ResolvedJob, archive: Archive, verify: bool) -> tuple[PlanSummary, RunReport]:
+    """Under the job's lock: record the job, reopen what verify finds lost, plan, and quarantine refused images."""
+    spec, manifest = job.spec, job.manifest
+    existing = manifest.job()
+    if existing and existing.get("job_fingerprint") != job.job_fingerprint:
+        manifest.reset()
+    manifest.set_job(
+        {
+            "name": spec.name,
+            "job_fingerprint": job.job_fingerprint,
+            "model_fingerprint": job.model_fingerprint,
+            "spec": spec.model_dump(mode="json"),
+        }
+    )
+    checked = verify_output(spec.output.path, spec.output.kind) if verify else []
+    reopen_lost(manifest, checked)
+    summary = plan_job(archive, job.planning())
+    if summary.all_refused() and not existing:
+        manifest.reset()  # a corrected job file then starts afresh, without --overwrite
+    refuse_if_nothing_can_run(summary)
+    for key, reason in summary.quarantined.items():
+        manifest.set_image_record(key, {"key": key, "state": "quarantined", "error": reason})
+    return summary, job.report(summary, verify_lines=verify_lines(checked) if verify else [])
 
 
 def check_output_format(spec: JobSpec) -> None:
