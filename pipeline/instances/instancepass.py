@@ -19,7 +19,7 @@ functions that workers run are plain (no Ray): pipeline.run streams them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 from typing import Any
 
@@ -36,7 +36,7 @@ from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
 from pipeline.outputkinds import Instances
-from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed_rows
+from pipeline.passes import ProgressHook, Stream, counting, failed_units, finish_image, streamed_rows
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units
 from pipeline.report import RunReport
@@ -235,8 +235,6 @@ def execute_instances(
     An image with a failed unit (of the net's pass, or a block that could not be summarised) is recorded
     partial.
     """
-    from pipeline import run
-
     store = MaskStore(spec.output.path, "instances")
     work = InstancePass(
         [p for p in plans if not failed_units(report, p.key)],
@@ -244,28 +242,68 @@ def execute_instances(
         spec.unit_shape,
         spec.output.instances or InstancesSpec(),
     )
-    retries, cpus = spec.resources.retries, spec.resources.cpus_per_reader
-    restart = partial(run.reconnect, spec.resources.address)
-
-    def summaries() -> Iterator[dict[str, Any]]:
-        rows = list(work.summary_rows())  # the blocks not yet summarised, this attempt
-        if rows:
-            run.init_ray(spec.resources.address)
-        return run.cpu_stream(rows, summarise_unit, ctx, cpus)
-
-    tick = counting(progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
-    for outcome, row in streamed_rows(summaries, retries, work.summary_rows, restart):
-        tick(outcome.megapixels)
-        if outcome.failure:
-            committed_instance(committer, report, outcome)
-        else:
-            work.add_summary(row)
+    summarise_blocks(work, spec, ctx, committer, report, progress)
     ready = []
     for plan in plans:
         if failed_units(report, plan.key):
             finish_image(plan, spec, manifest, store, report)  # records it as partial
         else:
             ready.append(plan)  # every plane merged
+    relabel_blocks(work, ready, spec, ctx, committer, report, progress, store)
+    committer.flush()
+
+
+def cpu_tasks(spec: JobSpec, rows: Callable[[], Iterator[dict[str, Any]]], fn: Any, ctx: StageContext) -> Stream:
+    """A stream of CPU tasks (fn) over the rows still to do when it starts: each attempt takes what is left."""
+    from pipeline import run
+
+    def stream() -> Iterator[dict[str, Any]]:
+        todo = list(rows())
+        if todo:
+            run.init_ray(spec.resources.address)
+        return run.cpu_stream(todo, fn, ctx, spec.resources.cpus_per_reader)
+
+    return stream
+
+
+def reconnect(spec: JobSpec) -> Callable[[], None]:
+    from pipeline import run
+
+    return partial(run.reconnect, spec.resources.address)
+
+
+def summarise_blocks(
+    work: InstancePass,
+    spec: JobSpec,
+    ctx: StageContext,
+    committer: Committer,
+    report: RunReport,
+    progress: ProgressHook | None,
+) -> None:
+    """Every block not yet summarised, in one stream; a block that fails is committed as failed."""
+    stream = cpu_tasks(spec, work.summary_rows, summarise_unit, ctx)
+    tick = counting(progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
+    for outcome, row in streamed_rows(stream, spec.resources.retries, work.summary_rows, reconnect(spec)):
+        tick(outcome.megapixels)
+        if outcome.failure:
+            committed_instance(committer, report, outcome)
+        else:
+            work.add_summary(row)
+
+
+def relabel_blocks(
+    work: InstancePass,
+    ready: list[ImagePlan],
+    spec: JobSpec,
+    ctx: StageContext,
+    committer: Committer,
+    report: RunReport,
+    progress: ProgressHook | None,
+    store: MaskStore,
+) -> None:
+    """Every block of the ready images relabelled by its plane's merge, in one stream; each image finished
+    as its last block commits."""
+    manifest = work.manifest
     remaining = {plan.key: work.pending(plan) for plan in ready}
     for plan in ready:
         if remaining[plan.key] == 0:  # relabelled by an earlier run, killed before the finish
@@ -274,14 +312,9 @@ def execute_instances(
     def relabel_rows() -> Iterator[dict[str, Any]]:
         return (row for plan in ready if remaining[plan.key] for row in work.relabel_rows(plan))
 
-    def relabels() -> Iterator[dict[str, Any]]:
-        rows = list(relabel_rows())
-        if rows:
-            run.init_ray(spec.resources.address)
-        return run.cpu_stream(rows, relabel_unit, ctx, cpus)
-
+    stream = cpu_tasks(spec, relabel_rows, relabel_unit, ctx)
     tick = counting(progress, RELABEL_PHASE, sum(remaining.values()))
-    for outcome, _ in streamed_rows(relabels, retries, relabel_rows, restart):
+    for outcome, _ in streamed_rows(stream, spec.resources.retries, relabel_rows, reconnect(spec)):
         if not committed_instance(committer, report, outcome):
             continue  # delivered twice: counted already
         tick(outcome.megapixels)
@@ -289,7 +322,6 @@ def execute_instances(
         if remaining[outcome.key] == 0:
             committer.flush()
             finish_instances(work.plans[outcome.key], work, spec, manifest, store, report)
-    committer.flush()
 
 
 def finish_instances(
