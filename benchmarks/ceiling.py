@@ -77,7 +77,7 @@ def job_document(volume: Path, output: Path, unit: int, resources: dict[str, Any
         "input": {"path": str(volume), "axes": "zyx"},
         "model": {"config": CONFIG},
         "inference": {"tile": 2 * unit, "batch_size": 4, "device": "cpu"},
-        "output": {"path": str(output), "chunks": [unit, unit], "pyramid_levels": 0},
+        "output": {"path": str(output), "format": "ngff-0.4", "chunks": [unit, unit], "pyramid_levels": 0},
         "resources": resources,
     }
 

@@ -112,7 +112,7 @@ def output_document(args: argparse.Namespace, output: Path) -> dict[str, Any]:
     """ngff-0.4: a chunk per unit; ngff-0.5: chunks of --inner-chunk inside a shard per unit."""
     unit = [args.chunk, args.chunk]
     if args.output_format == "ngff-0.4":
-        return {"path": str(output), "chunks": unit, "pyramid_levels": 0}
+        return {"path": str(output), "format": "ngff-0.4", "chunks": unit, "pyramid_levels": 0}
     inner = [args.inner_chunk, args.inner_chunk]
     return {"path": str(output), "format": "ngff-0.5", "chunks": inner, "unit": unit, "pyramid_levels": 0}
 

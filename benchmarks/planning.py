@@ -48,7 +48,7 @@ def measure(count: int) -> dict[str, Any]:
                 "input": {"path": f"{tmp}/in"},
                 "model": {"checkpoint": str(checkpoint)},
                 "inference": {"tile": 256},
-                "output": {"path": f"{tmp}/out.zarr", "chunks": [64, 64], "pyramid_levels": 0},
+                "output": {"path": f"{tmp}/out.zarr", "format": "ngff-0.4", "chunks": [64, 64], "pyramid_levels": 0},
             }
         )
         resolved = driver.resolve(job, overwrite=False, create=True)

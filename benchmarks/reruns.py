@@ -47,7 +47,7 @@ def job_for(tmp: str) -> Any:
             "input": {"path": f"{tmp}/in"},
             "model": {"checkpoint": str(ROOT / "models/unet-small-isbi2012/model.safetensors")},
             "inference": {"tile": 256},
-            "output": {"path": f"{tmp}/out.zarr", "chunks": [CHUNK, CHUNK], "pyramid_levels": 0},
+            "output": {"path": f"{tmp}/out.zarr", "format": "ngff-0.4", "chunks": [CHUNK, CHUNK], "pyramid_levels": 0},
         }
     )
 

@@ -30,7 +30,7 @@ from pipeline.plan import check_chunks, check_tile
 from pipeline.planner import Planning, PlanSummary, plan_job, provenance
 from pipeline.report import RunReport
 from pipeline.runtime import load_model
-from pipeline.spec import JobSpec
+from pipeline.spec import DEFAULT_FORMAT, JobSpec
 from pipeline.stages import PredictorFactory
 from pipeline.tiling import computed_pixels, least_wasteful_tile, tile_length
 from pipeline.verify import reopen_lost, verify_lines, verify_output
@@ -76,14 +76,14 @@ class ResolvedJob:
 def resolve(spec: JobSpec, overwrite: bool, create: bool) -> ResolvedJob:
     adopt_earlier_layout(spec.output.path)
     check_output_place(spec.input.path, spec.output.path)
+    spec = with_store_format(spec)
     model = load_model(spec.model.checkpoint, spec.model.config, spec.model.seed)
     check_chunks(
-        spec.unit_shape, model.geometry, "output.unit" if spec.output.format == "ngff-0.5" else "output.chunks"
+        spec.unit_shape, model.geometry, "output.unit" if spec.output.store_format == "ngff-0.5" else "output.chunks"
     )
     check_tile(spec.inference.tile, model.geometry)  # before Ray starts: a bad tile would fail every unit
     model_fp = model_fingerprint(model)
     job_fp = spec.fingerprint(model_fp)
-    check_output_format(spec)
     manifest = Manifest(spec.output.path)
     existing = manifest.job()
     if existing and existing.get("job_fingerprint") != job_fp and not overwrite:
@@ -166,14 +166,26 @@ def start_run(job: ResolvedJob, archive: Archive, verify: bool) -> tuple[PlanSum
     return summary, job.report(summary, verify_lines=verify_lines(checked) if verify else [])
 
 
-def check_output_format(spec: JobSpec) -> None:
-    """ConfigError when the store already at output.path is of the other format (one store, one format)."""
+def with_store_format(spec: JobSpec) -> JobSpec:
+    """The job with output.format set: as the job file says, else as the store already at output.path is
+    (a job submitted before ngff-0.5 became the default goes on writing its ngff-0.4 store), else the default.
+
+    ConfigError when the store is of another format than the job file's (one store, one format).
+    """
     found = MaskStore(spec.output.path, spec.output.kind).existing_format()
+    if spec.output.format is None:
+        if found == "ngff-0.4" and spec.output.unit is not None:
+            raise ConfigError(
+                f"{spec.output.path}: holds an ngff-0.4 store, whose work unit is its chunk; output.unit "
+                f"{list(spec.output.unit)} needs output.format: ngff-0.5 and another output.path"
+            )
+        return spec.with_format(found or DEFAULT_FORMAT)
     if found is not None and found != spec.output.format:
         raise ConfigError(
             f"{spec.output.path}: holds an {found} store, but output.format is {spec.output.format}; set "
             f"output.format: {found} to keep writing it, or write to another output.path"
         )
+    return spec
 
 
 def refuse_if_nothing_can_run(summary: PlanSummary) -> None:

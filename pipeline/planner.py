@@ -299,7 +299,7 @@ def record_change(
 def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:
     """The arrays a job writes per image, by store kind: instances also keep their object probability."""
     o = spec.output
-    unit = spec.unit_shape if o.format == "ngff-0.5" else None  # a shard per unit
+    unit = spec.unit_shape if o.store_format == "ngff-0.5" else None  # a shard per unit
     return {
         name: OutputLayout.for_image(image, kind, channels, o.chunk_shape, unit)
         for name, (kind, channels) in spec.output_kind().arrays(classes).items()

@@ -135,6 +135,9 @@ class InstancesSpec(Settings):
 # size the pipeline benchmark runs best at on CPU, the GPU unit keeps a GPU's batches full.
 SHARDED_CHUNKS = (256, 256)
 SHARDED_UNIT_CPU, SHARDED_UNIT_GPU = 512, 2048
+StoreFormat = Literal["ngff-0.4", "ngff-0.5"]
+# A new store's format when output.format is not set; a store already at output.path keeps its own.
+DEFAULT_FORMAT: StoreFormat = "ngff-0.5"
 
 
 class OutputSpec(Settings):
@@ -143,10 +146,11 @@ class OutputSpec(Settings):
         "labels", description="labels: most probable class; mask: 0/1; probabilities: per class; instances: objects"
     )
     instances: InstancesSpec | None = Field(None, description="output.kind instances: how objects are found")
-    format: Literal["ngff-0.4", "ngff-0.5"] = Field(
-        "ngff-0.4",
-        description="ngff-0.4: Zarr v2, a file per chunk, a chunk per work unit (Fiji/MoBIE read it); ngff-0.5: "
-        "Zarr v3, chunks inside shards of one work unit each, a file per unit (napari, ome-zarr-py, neuroglancer)",
+    format: StoreFormat | None = Field(
+        None,
+        description="ngff-0.5: Zarr v3, chunks inside shards of one work unit each, a file per unit (napari, "
+        "ome-zarr-py, neuroglancer); ngff-0.4: Zarr v2, a file per chunk, a chunk per work unit (Fiji/MoBIE read "
+        "it). Default: the format of the store already at output.path, else ngff-0.5",
     )
     chunks: tuple[int, int] = Field(
         (512, 512),
@@ -171,15 +175,20 @@ class OutputSpec(Settings):
         return v
 
     @property
+    def store_format(self) -> StoreFormat:
+        """output.format, or the default for a new store (the driver sets an existing store's; JobSpec.with_format)."""
+        return self.format or DEFAULT_FORMAT
+
+    @property
     def chunk_shape(self) -> tuple[int, int]:
         """The store's chunks (a viewer's read)."""
-        if self.format == "ngff-0.5" and "chunks" not in self.model_fields_set:
+        if self.store_format == "ngff-0.5" and "chunks" not in self.model_fields_set:
             return SHARDED_CHUNKS
         return self.chunks
 
     def unit_shape(self, gpu: bool) -> tuple[int, int]:
         """The work unit: a chunk (ngff-0.4) or a shard (ngff-0.5) of the store."""
-        if self.format == "ngff-0.4":
+        if self.store_format == "ngff-0.4":
             return self.chunks
         if self.unit is not None:
             return self.unit
@@ -191,7 +200,7 @@ class OutputSpec(Settings):
     def _unit_in_whole_chunks(self) -> Self:
         if self.unit is None:
             return self
-        if self.format == "ngff-0.4" and self.unit != self.chunks:
+        if self.store_format == "ngff-0.4" and self.unit != self.chunks:
             raise ValueError(
                 f"output.unit {list(self.unit)} needs output.format: ngff-0.5 (NGFF 0.4 on Zarr v2 has no shards: "
                 "its work unit is one chunk, output.chunks)"
@@ -333,6 +342,10 @@ class JobSpec(Settings):
                 raise ConfigError(f"{where}: model.{field}: no such file {value}")
         return spec
 
+    def with_format(self, fmt: StoreFormat) -> JobSpec:
+        """The job with output.format set (the driver: to the format of the store already there)."""
+        return self.model_copy(update={"output": self.output.model_copy(update={"format": fmt})})
+
     @property
     def unit_shape(self) -> tuple[int, int]:
         """The work unit: output.unit resolved (its default depends on GPU actors)."""
@@ -349,8 +362,10 @@ class JobSpec(Settings):
         """The output settings the masks depend on.  An ngff-0.4 job leaves out the fields it does not
         use, so that its fingerprint is the one earlier versions recorded."""
         settings = self.output.model_dump(mode="json", exclude={"path", "format", "unit"})
-        if self.output.format != "ngff-0.4":
-            settings.update(format=self.output.format, chunks=list(self.output.chunk_shape), unit=list(self.unit_shape))
+        if self.output.store_format != "ngff-0.4":
+            settings.update(
+                format=self.output.store_format, chunks=list(self.output.chunk_shape), unit=list(self.unit_shape)
+            )
         return settings
 
     def fingerprint(self, model_fingerprint: str) -> str:

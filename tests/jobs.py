@@ -31,8 +31,10 @@ def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
     (tmp_path / "model.yaml").write_text(MODEL)
     kind = sections.get("kind", "labels")
     instances = f", instances: {sections['instances']}" if "instances" in sections else ""
-    if "format" in sections:  # ngff-0.5: the unit is a shard of whole chunks
-        instances += f", format: {sections['format']}"
+    # ngff-0.4 unless asked: its unit is the chunk, which most tests size; ngff-0.5's is a shard of chunks.
+    # format=None leaves it out of the job file (the default: a store's own format, else ngff-0.5).
+    if sections.get("format", "ngff-0.4"):
+        instances += f", format: {sections.get('format', 'ngff-0.4')}"
     if "unit" in sections:
         instances += f", unit: {list(sections['unit'])}"
     text = f"""\

@@ -83,7 +83,15 @@ def test_manifest_and_mask_store_on_s3(s3):
     assert int(store.level0("a", mode="r")[0, :32, :32].sum()) == 32 * 32
 
 
-def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
+# Each format's output on s3, and the file of plane 1, row 0, col 1 of image b (a chunk, or the unit's shard).
+FORMATS = {
+    "ngff-0.4": ({"format": "ngff-0.4", "chunks": [32, 32]}, "labels/b/0/1/0/1"),
+    "ngff-0.5": ({"format": "ngff-0.5", "chunks": [16, 16], "unit": [32, 32]}, "labels/b/0/c/1/0/1"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path, fmt):
     import ray
     import zarr
 
@@ -99,23 +107,24 @@ def test_submit_reads_and_writes_s3_end_to_end(s3, tmp_path):
             "input": {"path": "s3://archive/em"},
             "model": {"config": str(tmp_path / "model.yaml")},
             "inference": {"tile": 64},
-            "output": {"path": "s3://archive/masks.zarr", "chunks": [32, 32], "pyramid_levels": 1},
+            "output": {"path": f"s3://archive/masks-{fmt}.zarr", "pyramid_levels": 1, **FORMATS[fmt][0]},
         }
     )
+    unit_file = f"archive/masks-{fmt}.zarr/{FORMATS[fmt][1]}"
     ray.shutdown()
     init_ray(None)  # workers inherit the endpoint and credentials from this environment
     try:
         report = submit(job)
         assert report.status == "complete" and report.units_done == 2 * 2 * 2 * 2
-        store = zarr.storage.FsspecStore.from_url("s3://archive/masks.zarr/labels/b/0", read_only=True)
+        store = zarr.storage.FsspecStore.from_url(f"s3://archive/masks-{fmt}.zarr/labels/b/0", read_only=True)
         assert zarr.open_array(store, mode="r").shape == (2, 60, 50)
         fs = fsspec.filesystem("s3")
-        fs.rm("archive/masks.zarr/labels/b/0/1/0/1")  # a bucket rule or a hand deleted one chunk
+        fs.rm(unit_file)  # a bucket rule or a hand deleted one chunk (or shard)
         lost = {c.name: list(c.lost_units["net"]) for c in verify_output(job.output.path, "labels")}
         assert lost == {"a": [], "b": [5]}  # plane 1, row 0, col 1 of 2 x 2
         assert submit(job, verify=True).units_done == 1
         fs.invalidate_cache()
-        assert fs.exists("archive/masks.zarr/labels/b/0/1/0/1")
+        assert fs.exists(unit_file)
     finally:
         ray.shutdown()
 
@@ -167,7 +176,7 @@ def nightly_job(tmp_path, archive: str, output: str):
             "input": {"path": f"s3://archive/{archive}"},
             "model": {"config": str(tmp_path / "model.yaml")},
             "inference": {"tile": 64},
-            "output": {"path": f"s3://archive/{output}", "chunks": [32, 32], "pyramid_levels": 1},
+            "output": {"path": f"s3://archive/{output}", "format": "ngff-0.4", "chunks": [32, 32], "pyramid_levels": 1},
         }
     )
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
+from pipeline.manifest import Manifest
 from pipeline.spec import JobSpec
 from tests.jobs import make_archive, make_job
 
@@ -105,7 +106,8 @@ def test_a_store_of_the_other_format_is_refused_before_anything_is_written(tmp_p
 @pytest.mark.parametrize(
     "output, message",
     [
-        ("{path: o.zarr, unit: [64, 64]}", "output.unit [64, 64] needs output.format: ngff-0.5"),
+        ("{path: o.zarr, format: ngff-0.4, unit: [64, 64]}", "output.unit [64, 64] needs output.format: ngff-0.5"),
+        ("{path: o.zarr, unit: [64, 64]}", "must hold whole chunks of [256, 256]"),  # ngff-0.5, by default
         ("{path: o.zarr, format: ngff-0.5, chunks: [48, 48], unit: [64, 64]}", "must hold whole chunks of [48, 48]"),
     ],
 )
@@ -122,5 +124,33 @@ def test_ngff_0_5_defaults_are_chunks_of_256_in_units_of_512_on_cpu_and_2048_on_
         {**base, "output": {"path": "o", "format": "ngff-0.5"}, "resources": {"gpus_per_actor": 1}}
     )
     assert cpu.output.chunk_shape == (256, 256) and cpu.unit_shape == (512, 512) and gpu.unit_shape == (2048, 2048)
-    plain = JobSpec.model_validate({**base, "output": {"path": "o"}})
+    assert JobSpec.model_validate({**base, "output": {"path": "o"}}).unit_shape == cpu.unit_shape  # the default
+    plain = JobSpec.model_validate({**base, "output": {"path": "o", "format": "ngff-0.4"}})
     assert plain.unit_shape == plain.output.chunk_shape == (512, 512)
+
+
+def test_a_new_store_is_ngff_0_5_unless_the_job_file_says_otherwise(tmp_path):
+    archive = make_archive(tmp_path / "in", sizes=((64, 64),))
+    job = JobSpec.load(make_job(tmp_path, archive, chunks=(16, 16), unit=(32, 32), format=None))
+    assert job.output.format is None and job.output.store_format == "ngff-0.5"
+    assert submit(job).status == "complete"
+    assert zarr.open_group(str(tmp_path / "out.zarr"), mode="r").metadata.zarr_format == 3
+    recorded = Manifest(str(tmp_path / "out.zarr")).job()["spec"]["output"]
+    assert recorded["format"] == "ngff-0.5"  # the job as it ran, for status and report.html
+
+
+def test_a_job_that_wrote_ngff_0_4_before_the_default_changed_goes_on_with_its_store(tmp_path):
+    """Its job file names no format: the store at output.path decides, so the nightly rerun is up to date."""
+    archive = make_archive(tmp_path / "in", sizes=((64, 64),))
+    first = submit(JobSpec.load(make_job(tmp_path, archive, chunks=(32, 32))))  # ngff-0.4, as every job then
+    rerun = submit(JobSpec.load(make_job(tmp_path, archive, chunks=(32, 32), format=None)))
+    assert first.units_done == 8 and rerun.units_done == 0 and rerun.job_fingerprint == first.job_fingerprint
+    assert zarr.open_group(str(tmp_path / "out.zarr"), mode="r").metadata.zarr_format == 2
+
+
+def test_an_ngff_0_4_store_and_a_unit_without_a_format_is_a_config_error(tmp_path):
+    archive = make_archive(tmp_path / "in", sizes=((64, 64),))
+    submit(JobSpec.load(make_job(tmp_path, archive, chunks=(32, 32))))
+    job = JobSpec.load(make_job(tmp_path, archive, chunks=(16, 16), unit=(32, 32), format=None))
+    with pytest.raises(ConfigError, match=r"holds an ngff-0.4 store, whose work unit is its chunk; output.unit"):
+        submit(job)

@@ -23,8 +23,8 @@ def snippet(marker: str) -> str:
 
 @pytest.mark.usefixtures("local_ray")
 def test_the_ome_zarr_snippet_opens_the_labels_without_a_warning(tmp_path):
-    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((64, 64),))))
-    submit(job)
+    job = JobSpec.load(make_job(tmp_path, make_archive(tmp_path / "in", sizes=((64, 64),)), format=None))
+    submit(job)  # the default format, as the demo's
     code = snippet("ome-zarr snippet").replace("out/demo.zarr/labels/0", f"{job.output.path}/labels/img0")
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -199,7 +199,7 @@ def test_evaluate_an_instance_store_scores_its_objects(tmp_path):
     (tmp_path / "labels").mkdir()
     Image.fromarray(truth).save(tmp_path / "labels" / "a.png")
     store = MaskStore(str(tmp_path / "out.zarr"), "instances")
-    store.create_image("a", OutputLayout("yx", (1, 5), (1, 5), "uint32"), {}, {})
+    store.create_image("a", OutputLayout("yx", (1, 5), (1, 5), "uint32"), {}, {"output_kind": "instances"})
     store.write_block("a", {}, "yx", slice(0, 1), slice(0, 5), np.array([[3, 3, 3, 3, 3]], np.uint32))
     args = ["evaluate", "--store", str(tmp_path / "out.zarr"), "--labels", str(tmp_path / "labels")]
     result = CliRunner().invoke(main, [*args, "--foreground", "zero", "--json", str(tmp_path / "e.json")])

@@ -112,7 +112,7 @@ class MaskStore:
     def zarr_format(self) -> ngff.ZarrFormat:
         return ngff.ZARR_FORMAT[self.format]
 
-    def existing_format(self) -> str | None:
+    def existing_format(self) -> ngff.NgffFormat | None:
         """The format of the store already at this URL, or None if there is none."""
         try:
             root = zarr.open_group(self._store(read_only=True), mode="r")

@@ -16,6 +16,7 @@ from zarr.codecs import BloscCodec
 
 FORMATS = ("ngff-0.4", "ngff-0.5")
 ZarrFormat = Literal[2, 3]
+NgffFormat = Literal["ngff-0.4", "ngff-0.5"]
 ZARR_FORMAT: dict[str, ZarrFormat] = {"ngff-0.4": 2, "ngff-0.5": 3}
 SPACE_AXES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 # Blosc-zstd, bit-shuffled: the same compression in both formats (v2 numcodecs, v3 codec).
