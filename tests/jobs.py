@@ -27,6 +27,13 @@ def make_archive(folder: Path, sizes=((70, 90), (45, 33)), seed=0) -> Path:
     return folder
 
 
+# make_job sections for the same 32 px work units in each output format: a chunk, or a shard of four.
+FORMATS = {
+    "ngff-0.4": {"chunks": (32, 32)},
+    "ngff-0.5": {"format": "ngff-0.5", "chunks": (16, 16), "unit": (32, 32)},
+}
+
+
 def make_job(tmp_path: Path, archive: Path, **sections) -> Path:
     (tmp_path / "model.yaml").write_text(MODEL)
     kind = sections.get("kind", "labels")

@@ -12,7 +12,7 @@ from pipeline.cli import main
 from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.spec import JobSpec, SkipEmpty
-from tests.jobs import expected_outputs, make_archive, make_job, stored
+from tests.jobs import FORMATS, expected_outputs, make_archive, make_job, stored
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,10 @@ def test_distributed_labels_equal_argmax_exactly_and_open_in_ome_zarr(tmp_path):
     assert label.metadata["name"] == "img0" and "Label" in [type(s).__name__ for s in label.specs]
 
 
-def test_rerun_of_a_grown_archive_processes_only_new_images(tmp_path):
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_rerun_of_a_grown_archive_processes_only_new_images(tmp_path, fmt):
     archive = make_archive(tmp_path / "in")
-    job = JobSpec.load(make_job(tmp_path, archive))
+    job = JobSpec.load(make_job(tmp_path, archive, **FORMATS[fmt]))
     first = submit(job)
     before = {
         p: (p.stat().st_mtime_ns, p.read_bytes())
@@ -92,11 +93,12 @@ def test_a_changed_model_is_refused_unless_overwrite(tmp_path):
     assert submit(changed, overwrite=True).status == "complete"
 
 
-def test_bad_images_are_quarantined_and_the_rest_completes_with_exit_code_partial(tmp_path):
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_bad_images_are_quarantined_and_the_rest_completes_with_exit_code_partial(tmp_path, fmt):
     archive = make_archive(tmp_path / "in")
     (archive / "empty.tif").write_bytes(b"")
     tifffile.imwrite(archive / "nan.tif", np.full((1, 40, 40), np.nan, np.float32))
-    result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, archive)), "--quiet"])
+    result = CliRunner().invoke(main, ["submit", str(make_job(tmp_path, archive, **FORMATS[fmt])), "--quiet"])
     assert result.exit_code == ExitCode.PARTIAL, result.output
     assert "empty.tif: empty file" in result.output and "NaN/inf" in result.output
     job = JobSpec.load(tmp_path / "job.yaml")
