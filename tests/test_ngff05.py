@@ -17,7 +17,7 @@ from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.manifest import Manifest
 from pipeline.spec import JobSpec
-from tests.jobs import make_archive, make_job
+from tests.jobs import FORMATS, make_archive, make_job
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 SIZES = ((70, 90), (45, 33))
@@ -71,6 +71,22 @@ def test_the_store_validates_as_ngff_0_5_and_opens_in_ome_zarr_py(tmp_path):
     nodes = [n for n in Reader(parse_url(str(tmp_path / "out.zarr" / "labels" / "img0")))() if n.data]
     assert len(nodes) == 1 and np.asarray(nodes[0].data[0]).shape == (2, 70, 90)
     np.testing.assert_array_equal(np.asarray(nodes[0].data[1]), np.asarray(root["labels/img0/1"]))
+
+
+@pytest.mark.parametrize("fmt", ["ngff-0.4", "ngff-0.5"])
+def test_napari_ome_zarr_reads_every_level_as_labels_headless(tmp_path, fmt):
+    from napari_ome_zarr import napari_get_reader
+
+    archive = make_archive(tmp_path / "in", sizes=SIZES)
+    job = JobSpec.load(make_job(tmp_path, archive, **FORMATS[fmt]))
+    submit(job)
+    path = str(tmp_path / "out.zarr" / "labels" / "img0")
+    reader = napari_get_reader(path)
+    assert reader is not None, f"napari-ome-zarr does not take {path}"
+    [(data, meta, layer_type)] = reader(path)
+    assert layer_type == "labels" and meta["axis_labels"] == ("z", "y", "x")
+    for level, napari_level in zip(levels(tmp_path / "out.zarr", "labels", "img0"), data, strict=True):
+        np.testing.assert_array_equal(np.asarray(napari_level), level)
 
 
 def test_tensorstore_reads_every_level_as_zarr_does(tmp_path):
