@@ -110,7 +110,7 @@ def submit(
     `make_predictor` replaces the job's model in the predictor actors (benchmarks: a simulated GPU).
     """
     started = time.perf_counter()
-    job = resolve(spec, overwrite, create=not dry_run)
+    job = resolve(spec, overwrite, create=not dry_run)  # from here on, job.spec: its format is resolved
     archive = open_archive(spec.input.path, spec.input.axes, spec.input.stack)
     archive.image_keys()  # a listing that cannot be used (no images, inputs sharing a name) stops us before any write
     if job.store is None:
@@ -118,7 +118,7 @@ def submit(
     with job.manifest.lock():
         summary, report = start_run(job, archive, verify)
         try:
-            execute(spec, job.model, summary, job.manifest, job.store, report, progress, make_predictor)
+            execute(job.spec, job.model, summary, job.manifest, job.store, report, progress, make_predictor)
         except KeyboardInterrupt:  # SIGINT, or SIGTERM as the CLI raises it: record the run, then stop
             report.interrupted = True
             raise

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.driver import submit
 from pipeline.errors import ConfigError, ExitCode
-from pipeline.manifest import Manifest
+from pipeline.manifest import INSTANCE_PASS, Manifest
+from pipeline.outcome import UnitState
 from pipeline.spec import JobSpec
 from tests.jobs import FORMATS, make_archive, make_job
 
@@ -170,3 +171,19 @@ def test_an_ngff_0_4_store_and_a_unit_without_a_format_is_a_config_error(tmp_pat
     job = JobSpec.load(make_job(tmp_path, archive, chunks=(16, 16), unit=(32, 32), format=None))
     with pytest.raises(ConfigError, match=r"holds an ngff-0.4 store, whose work unit is its chunk; output.unit"):
         submit(job)
+
+
+def test_an_earlier_ngff_0_4_instance_job_goes_on_with_its_unit_for_a_new_image(tmp_path):
+    """A new image of an instance job that wrote ngff-0.4 before lands in its 0.4 store, in 0.4's units, through
+    both passes (the run goes on with the format it resolved, not the default)."""
+    archive = make_archive(tmp_path / "in", sizes=((64, 64),))
+    submit(JobSpec.load(make_job(tmp_path, archive, kind="instances", instances="{}", chunks=(32, 32))))
+    make_archive(tmp_path / "new", sizes=((48, 40),))
+    (tmp_path / "new" / "img0.tif").rename(archive / "img1.tif")  # a second image arrives
+    job = JobSpec.load(make_job(tmp_path, archive, kind="instances", instances="{}", chunks=(32, 32), format=None))
+    report = submit(job)
+    assert report.status == "complete" and report.units_done == 2 * 2 * 2  # img1: 2 planes of 2 x 2 units
+    labels = zarr.open_array(str(tmp_path / "out.zarr" / "labels" / "img1" / "0"), mode="r")
+    assert labels.metadata.zarr_format == 2 and labels.chunks == (1, 32, 32)
+    relabelled = Manifest(str(tmp_path / "out.zarr")).unit_states("img1", INSTANCE_PASS)
+    assert len(relabelled) == 8 and set(relabelled.tolist()) == {UnitState.DONE}  # one block a unit
