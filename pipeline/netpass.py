@@ -16,6 +16,7 @@ from pipeline.instances.instancepass import execute_instances
 from pipeline.io.maskstore import MaskStore
 from pipeline.manifest import NET_PASS, Manifest
 from pipeline.outcome import UnitState
+from pipeline.outputkinds import job_kind
 from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed
 from pipeline.planner import ImagePlan, PlanSummary
 from pipeline.report import RunReport, record_timeline
@@ -32,7 +33,7 @@ def stage_context(spec: JobSpec, geometry: Any, run_id: str = "") -> StageContex
         axes=spec.input.axes,
         stack=spec.input.stack,
         output_url=spec.output.path,
-        output=spec.output_kind(),
+        output=job_kind(spec),
         geometry=geometry,
         tile=spec.inference.tile,
         batch_size=spec.inference.batch_size,

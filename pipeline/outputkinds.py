@@ -4,20 +4,19 @@ A kind owns its store group (labels/ or probabilities/), its level-0 dtype and
 whether it has a class axis, its pyramid rule (nearest keeps labels, the mean of
 2 x 2 for probabilities), the conversion of the net's (classes, h, w)
 probabilities into what the net's pass writes, and the arrays a job of that kind
-writes per image.  `JobSpec.output_kind()` makes the job's kind with its
-settings (`with_settings`); `store_kind(name)` gives the facts of a store's arrays
-by name.  Nothing else branches on the name.
+writes per image.  `job_kind(spec)` makes a job's kind with its settings
+(`with_settings`); `store_kind(name)` gives the facts of a store's arrays by
+name.  Nothing else branches on the name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pipeline.spec import InstancesSpec
+from pipeline.spec import InstancesSpec, JobSpec
 
 
 @dataclass(frozen=True)
@@ -137,6 +136,14 @@ class Instances(OutputKind):
 
 
 KINDS: dict[str, type[OutputKind]] = {k.name: k for k in (Labels, Mask, Probabilities, Instances)}
+
+
+def job_kind(spec: JobSpec) -> OutputKind:
+    """The job's output.kind as its class, with the settings that kind uses."""
+    o = spec.output
+    return KINDS[o.kind].with_settings(
+        threshold=spec.inference.threshold, precision=o.probability_dtype, rule=o.instances
+    )
 
 
 def store_kind(name: str) -> OutputKind:

@@ -23,6 +23,7 @@ from pipeline.io.normalize import affine_for, sampled_range
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
+from pipeline.outputkinds import job_kind
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
 from pipeline.spec import JobSpec, NormalizeSettings
 
@@ -216,7 +217,7 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     }
     if change.any:  # instance ids run on from plane to plane: every block is numbered again
         states[INSTANCE_PASS][:] = UnitState.PENDING
-    kind = spec.output_kind()
+    kind = job_kind(spec)
     out_axes = layouts[kind.net_output.name].axes
     sizes = dict(footprint.plane_sizes)
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
@@ -302,7 +303,7 @@ def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, O
     unit = spec.unit_shape if o.store_format == "ngff-0.5" else None  # a shard per unit
     return {
         name: OutputLayout.for_image(image, kind, channels, o.chunk_shape, unit)
-        for name, (kind, channels) in spec.output_kind().arrays(classes).items()
+        for name, (kind, channels) in job_kind(spec).arrays(classes).items()
     }
 
 

@@ -18,7 +18,6 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.axes import axes_problem
 from pipeline.errors import ConfigError
-from pipeline.outputkinds import KINDS, OutputKind
 from pipeline.settings import Settings
 from pipeline.yamlfile import YamlDocument, read_yaml
 
@@ -350,13 +349,6 @@ class JobSpec(Settings):
     def unit_shape(self) -> tuple[int, int]:
         """The work unit: output.unit resolved (its default depends on GPU actors)."""
         return self.output.unit_shape(self.resources.gpus_per_actor > 0)
-
-    def output_kind(self) -> OutputKind:
-        """output.kind as its class (pipeline.outputkinds), with the settings that kind uses."""
-        o = self.output
-        return KINDS[o.kind].with_settings(
-            threshold=self.inference.threshold, precision=o.probability_dtype, rule=o.instances
-        )
 
     def output_layout_settings(self) -> dict[str, Any]:
         """The output settings the masks depend on.  An ngff-0.4 job leaves out the fields it does not

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from pipeline.outputkinds import KINDS, Instances, Labels, Mask, Probabilities, most_probable_class, store_kind
+from pipeline.outputkinds import (
+    KINDS,
+    Instances,
+    Labels,
+    Mask,
+    Probabilities,
+    job_kind,
+    most_probable_class,
+    store_kind,
+)
 from pipeline.spec import InstancesSpec, JobSpec
 from tests.jobs import make_archive, make_job
 
@@ -73,8 +82,8 @@ def test_the_job_makes_its_kind_with_the_settings_that_kind_uses(tmp_path):
     def with_output(**changes):
         return job.model_copy(update={"output": job.output.model_copy(update=changes), "inference": inference})
 
-    assert with_output(kind="labels").output_kind() == Labels()
-    assert with_output(kind="mask").output_kind() == Mask(0.8)
-    assert with_output(kind="probabilities", probability_dtype="float16").output_kind() == Probabilities("float16")
+    assert job_kind(with_output(kind="labels")) == Labels()
+    assert job_kind(with_output(kind="mask")) == Mask(0.8)
+    assert job_kind(with_output(kind="probabilities", probability_dtype="float16")) == Probabilities("float16")
     rule = InstancesSpec(objects="background")
-    assert with_output(kind="instances", instances=rule).output_kind() == Instances(rule, "float32")
+    assert job_kind(with_output(kind="instances", instances=rule)) == Instances(rule, "float32")
