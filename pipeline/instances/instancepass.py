@@ -240,7 +240,7 @@ def execute_instances(
         [p for p in plans if not failed_units(report, p.key)],
         manifest,
         spec.unit_shape,
-        spec.output.instances or InstancesSpec(),
+        rule_of(ctx),
     )
     summarise_blocks(work, spec, ctx, committer, report, progress)
     ready = []
@@ -331,7 +331,7 @@ def finish_instances(
     if not failed_units(report, plan.key):
         planes = work.plane_objects(plan)
         write_object_table(spec.output.path, plan.key, planes)
-        warning = halo_warning(plan.key, planes, spec.output.instances or InstancesSpec())
+        warning = halo_warning(plan.key, planes, work.rule)
         if warning:
             report.warnings[plan.key] = warning
         MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
