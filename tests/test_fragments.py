@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 from skimage.measure import label, regionprops
@@ -36,6 +36,7 @@ def watershed_rule(**changes) -> InstancesSpec:
 
 
 @settings(max_examples=25, deadline=None)
+@example(seed=27, bh=5, bw=5, halo=26, levels=6, connectivity=4)  # a flat top the heap's ties once split unlike
 @given(
     seed=st.integers(0, 2**32 - 1),
     bh=st.integers(5, 70),

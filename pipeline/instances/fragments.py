@@ -124,13 +124,29 @@ def watershed_regions(probability: np.ndarray, split: np.ndarray, rule: Instance
     """Watershed regions (1..n) of the splittable pixels; a component without a seed is one region."""
     footprint = structure(rule.connectivity)
     seeds, n_seeds = ndimage.label(split & (probability >= rule.seed_threshold), footprint)
-    elevation = 1.0 - probability.astype(np.float32)
+    elevation = tie_free(1.0 - probability.astype(np.float32), split)
     regions = watershed(elevation, markers=seeds, mask=split, connectivity=1 if rule.connectivity == 4 else 2)
     seedless = split & (regions == 0)
     if seedless.any():
         components, _ = ndimage.label(seedless, footprint)
         regions[seedless] = components[seedless] + n_seeds
     return regions
+
+
+def tie_free(elevation: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The rank of each masked pixel by (elevation, raster position): no two pixels level.
+
+    The watershed floods equal elevations in the order its heap happens to hold them, and the
+    heap holds every component of the window: two windows around one component could split it
+    differently where its probability is flat.  Raster order within a window is raster order in
+    the plane, so these ranks order a component's pixels alike in every window that holds it.
+    """
+    order = np.argsort(elevation[mask], kind="stable")
+    ranks = np.empty(order.size, np.float64)
+    ranks[order] = np.arange(order.size, dtype=np.float64)
+    out = np.zeros(elevation.shape, np.float64)
+    out[mask] = ranks
+    return out
 
 
 def first_pixel_names(regions: np.ndarray, where: BlockWindow) -> np.ndarray:
