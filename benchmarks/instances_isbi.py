@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.common import emit
 from pipeline.driver import submit
 from pipeline.evaluate import evaluate_store
+from pipeline.outputspec import InstancesOutput
 from pipeline.spec import JobSpec
 
 HELD_OUT = ["20", "21", "22", "23"]
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).parent.parent.parent / "shared/data/isbi2012_em/train"))
     args = parser.parse_args()
     demo = JobSpec.load(JOB)
-    assert demo.output.instances is not None  # jobs/demo-instances.yaml sets them
+    assert isinstance(demo.output, InstancesOutput)  # jobs/demo-instances.yaml is an instances job
     figures: dict[str, object] = {"slices": HELD_OUT, "demo_instances": demo.output.instances.model_dump()}
     with tempfile.TemporaryDirectory() as tmp:
         for name, changes in SETTINGS.items():

@@ -25,12 +25,13 @@ from pipeline.manifest import Manifest
 from pipeline.model.checkpoint import model_fingerprint, trained_on
 from pipeline.netpass import execute
 from pipeline.outputplace import check_output_place
+from pipeline.outputspec import DEFAULT_FORMAT
 from pipeline.passes import ProgressHook
 from pipeline.plan import check_chunks, check_tile
 from pipeline.planner import Planning, PlanSummary, plan_job, provenance
 from pipeline.report import RunReport
 from pipeline.runtime import load_model
-from pipeline.spec import DEFAULT_FORMAT, JobSpec
+from pipeline.spec import JobSpec
 from pipeline.stages import PredictorFactory
 from pipeline.tiling import computed_pixels, least_wasteful_tile, tile_length
 from pipeline.verify import reopen_lost, verify_lines, verify_output

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipeline.settings import settings_type
+from pipeline.settings import settings_type, tagged_members
 from pipeline.spec import JobSpec
 
 HEADER = """# The job file
@@ -55,13 +55,33 @@ def default_text(field: FieldInfo) -> str:
 def rows(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, str, str]]:
     """(field path, type, default, description) of every field, sections first-level before their fields."""
     for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
-        inner = settings_type(field.annotation)
-        if inner is not None:
-            yield path, "section", "", field.description or (inner.__doc__ or "").strip().split("\n")[0]
-            yield from rows(inner, path + ".")
-        else:
-            yield path, type_name(field.annotation), default_text(field), field.description or ""
+        yield from field_rows(f"{prefix}{name}", [field])
+
+
+def field_rows(path: str, fields: list[FieldInfo], only: str = "") -> Iterator[tuple[str, str, str, str]]:
+    """The rows of one field, as one or more classes of a tagged union have it (`only`: which kinds)."""
+    field = fields[0]
+    description = (field.description or "") + only
+    inner, members = settings_type(field.annotation), tagged_members(field.annotation)
+    if members:
+        yield path, "section", "", description
+        yield from union_rows(members, path + ".")
+    elif inner is not None:
+        yield path, "section", "", description or (inner.__doc__ or "").strip().split("\n")[0]
+        yield from rows(inner, path + ".")
+    else:
+        types = dict.fromkeys(type_name(f.annotation) for f in fields)  # a tag: each class's own value
+        defaults = [default_text(f) for f in fields if not f.is_required()]
+        yield path, " \\| ".join(types), defaults[0] if defaults else "**required**", description
+
+
+def union_rows(members: dict[str, type[BaseModel]], prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """The fields of a tagged union's classes, each once, saying which tags have it when not all do."""
+    names = dict.fromkeys(name for cls in members.values() for name in cls.model_fields)
+    for name in names:
+        holders = {tag: cls.model_fields[name] for tag, cls in members.items() if name in cls.model_fields}
+        only = "" if len(holders) == len(members) else f" (kind {' and '.join(holders)} only)"
+        yield from field_rows(prefix + name, list(holders.values()), only)
 
 
 def reference() -> str:

@@ -4,9 +4,9 @@ A kind owns its store group (labels/ or probabilities/), its level-0 dtype and
 whether it has a class axis, its pyramid rule (nearest keeps labels, the mean of
 2 x 2 for probabilities), the conversion of the net's (classes, h, w)
 probabilities into what the net's pass writes, and the arrays a job of that kind
-writes per image.  `job_kind(spec)` makes a job's kind with its settings
-(`with_settings`); `store_kind(name)` gives the facts of a store's arrays by
-name.  Nothing else branches on the name.
+writes per image.  `job_kind(spec)` makes a job's kind from its output
+settings (pipeline.outputspec, one class per kind); `store_kind(name)` gives the
+facts of a store's arrays by name.  Nothing else branches on the name.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipeline.spec import InstancesSpec, JobSpec
+from pipeline.outputspec import InstancesOutput, InstancesSpec, MaskOutput, ProbabilitiesOutput
+from pipeline.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,6 @@ class OutputKind:
     per_class: ClassVar[bool] = False  # level 0 has a c axis (one channel per class)
     mean_pyramid: ClassVar[bool] = False  # levels down-sample by the mean of 2 x 2, not the nearest pixel
     instance_pass: ClassVar[bool] = False  # a second pass numbers objects after the net's
-
-    @classmethod
-    def with_settings(cls, *, threshold: float, precision: str, rule: InstancesSpec | None) -> OutputKind:
-        """The kind with the job's settings it uses (inference.threshold, output.probability_dtype, output.instances)."""
-        return cls()
 
     @property
     def dtype(self) -> str:
@@ -75,10 +71,6 @@ class Mask(OutputKind):
     name: ClassVar[str] = "mask"
     threshold: float = 0.5
 
-    @classmethod
-    def with_settings(cls, *, threshold: float, precision: str, rule: InstancesSpec | None) -> OutputKind:
-        return cls(threshold)
-
     def from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         return (foreground_probability(probabilities) >= self.threshold).astype(np.uint8)
 
@@ -93,10 +85,6 @@ class Probabilities(OutputKind):
     per_class: ClassVar[bool] = True
     mean_pyramid: ClassVar[bool] = True
     precision: str = "float32"
-
-    @classmethod
-    def with_settings(cls, *, threshold: float, precision: str, rule: InstancesSpec | None) -> OutputKind:
-        return cls(precision)
 
     @property
     def dtype(self) -> str:
@@ -114,10 +102,6 @@ class Instances(OutputKind):
     instance_pass: ClassVar[bool] = True
     rule: InstancesSpec | None = None  # output.instances; None only for a store's facts (store_kind)
     precision: str = "float32"
-
-    @classmethod
-    def with_settings(cls, *, threshold: float, precision: str, rule: InstancesSpec | None) -> OutputKind:
-        return cls(rule, precision)
 
     @property
     def dtype(self) -> str:
@@ -140,10 +124,15 @@ KINDS: dict[str, type[OutputKind]] = {k.name: k for k in (Labels, Mask, Probabil
 
 def job_kind(spec: JobSpec) -> OutputKind:
     """The job's output.kind as its class, with the settings that kind uses."""
-    o = spec.output
-    return KINDS[o.kind].with_settings(
-        threshold=spec.inference.threshold, precision=o.probability_dtype, rule=o.instances
-    )
+    match spec.output:
+        case MaskOutput():
+            return Mask(spec.inference.threshold)
+        case ProbabilitiesOutput(probability_dtype=precision):
+            return Probabilities(precision)
+        case InstancesOutput(instances=rule, probability_dtype=precision):
+            return Instances(rule, precision)
+        case _:
+            return Labels()
 
 
 def store_kind(name: str) -> OutputKind:

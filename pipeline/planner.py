@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from pipeline.io.normalize import affine_for, sampled_range
 from pipeline.manifest import INSTANCE_PASS, NET_PASS, PYRAMID, Manifest
 from pipeline.names import image_name
 from pipeline.outcome import UnitState
-from pipeline.outputkinds import job_kind
+from pipeline.outputkinds import OutputKind, job_kind
 from pipeline.plan import UnitGrid, WorkUnit, plane_coords, runs_of
 from pipeline.spec import JobSpec, NormalizeSettings
 
@@ -186,6 +187,11 @@ class Planning:
     provenance: dict[str, Any]
     trained: dict[str, Any] | None = None  # the checkpoint's trained_on record, if it has one
 
+    @cached_property
+    def kind(self) -> OutputKind:
+        """The job's output kind, made once per plan."""
+        return job_kind(self.spec)
+
 
 def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | None:
     """The image's plan, or None if it is complete with the same input.  Raises InputError for a bad image,
@@ -209,7 +215,8 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     scale, offset = affine_for(image, spec.inference.normalize)
     if planning.trained is not None and (got := sampled_range(image, scale, offset)) is not None:
         check_trained_range(image.source, got, planning.trained)
-    layouts = output_layouts(image, spec, model.config.classes)
+    kind = planning.kind
+    layouts = output_layouts(image, spec, kind, model.config.classes)
     footprint = Footprint.of(pieces, key, spec.unit_shape, model.geometry, spec.inference.tile)
     change = image_change(planning, key, pieces, footprint)
     states = {
@@ -217,7 +224,6 @@ def plan_image(key: str, archive: Archive, planning: Planning) -> ImagePlan | No
     }
     if change.any:  # instance ids run on from plane to plane: every block is numbered again
         states[INSTANCE_PASS][:] = UnitState.PENDING
-    kind = job_kind(spec)
     out_axes = layouts[kind.net_output.name].axes
     sizes = dict(footprint.plane_sizes)
     plan = ImagePlan(key, image.source, pieces.fingerprint, footprint.grid, out_axes, scale, offset, sizes, states)
@@ -297,13 +303,13 @@ def record_change(
         manifest.set_input_pieces(key, pieces)
 
 
-def output_layouts(image: LazyImage, spec: JobSpec, classes: int) -> dict[str, OutputLayout]:
-    """The arrays a job writes per image, by store kind: instances also keep their object probability."""
+def output_layouts(image: LazyImage, spec: JobSpec, kind: OutputKind, classes: int) -> dict[str, OutputLayout]:
+    """The arrays a job of `kind` writes per image, by store kind: instances also keep their object probability."""
     o = spec.output
     unit = spec.unit_shape if o.store_format == "ngff-0.5" else None  # a shard per unit
     return {
-        name: OutputLayout.for_image(image, kind, channels, o.chunk_shape, unit)
-        for name, (kind, channels) in job_kind(spec).arrays(classes).items()
+        name: OutputLayout.for_image(image, array_kind, channels, o.chunk_shape, unit)
+        for name, (array_kind, channels) in kind.arrays(classes).items()
     }
 
 

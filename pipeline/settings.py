@@ -8,9 +8,10 @@ ConfigError whose lines each name `file:line`, the field, and what was expected.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Self, get_args
+from dataclasses import dataclass
+from typing import Annotated, Any, Self, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Tag, ValidationError
 
 from pipeline.errors import ConfigError
 from pipeline.yamlfile import FieldPath, YamlDocument, parse_yaml, read_yaml
@@ -49,13 +50,52 @@ def settings_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the settings object at `loc` below `model` ([] if loc does not lead to one)."""
-    inner: type[BaseModel] | None = model
-    for part in loc:
+def tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The settings classes of a tagged union (`Annotated[X, Tag("x")] | ...`) by tag; {} for any other type."""
+    members = {}
+    for candidate in get_args(annotation):
+        if get_origin(candidate) is Annotated:
+            cls, *metadata = get_args(candidate)
+            members.update({m.tag: cls for m in metadata if isinstance(m, Tag)})
+    return members
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a validation error's location leads: the path as the file has it, and the settings class there."""
+
+    path: tuple[Any, ...]  # without the tags pydantic puts in a tagged union's location
+    settings: type[BaseModel] | None  # the settings class the path ends in, if any
+    alternatives: dict[str, type[BaseModel]]  # the classes of the last tagged union on the way, by tag
+    tag: str | None  # the one of them the path went through
+
+
+def place_of(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> Place:
+    """Follow pydantic's location `loc` down from `model`, stepping over the tags of tagged unions."""
+    path: list[Any] = []
+    inner, alternatives, tag, parts = model, {}, None, list(loc)
+    while parts:
+        part = parts.pop(0)
+        path.append(part)
         field = inner.model_fields.get(str(part)) if inner else None
-        inner = settings_type(field.annotation) if field else None
-    return list(inner.model_fields) if inner else []
+        members = tagged_members(field.annotation) if field else {}
+        if members and parts and str(parts[0]) in members:
+            tag = str(parts.pop(0))
+            inner, alternatives = members[tag], members
+        else:
+            inner = settings_type(field.annotation) if field else None
+    return Place(tuple(path), inner, alternatives, tag)
+
+
+def unknown_key_message(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """Why a key is refused: a setting of another kind (a tagged union), a near miss, or unknown."""
+    key, place = str(loc[-1]), place_of(model, loc[:-1])
+    owners = [tag for tag, cls in place.alternatives.items() if key in cls.model_fields]
+    if owners and place.settings is not None and key not in place.settings.model_fields:
+        return f"a setting of kind {' and '.join(owners)} only, not of kind {place.tag}"
+    known = list(place.settings.model_fields) if place.settings else []
+    near = difflib.get_close_matches(key, known, n=1)
+    return f"unknown key; did you mean {near[0]}?" if near else "unknown key (see docs/job-file.md)"
 
 
 def describe_validation_error(
@@ -64,16 +104,17 @@ def describe_validation_error(
     """One line per problem: `file:line: field.path: what was expected (got value)`."""
     problems = []
     for error in exc.errors():
-        loc = (*root, *(part for part in error["loc"] if not str(part).startswith("function-")))
+        inner = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+        loc = (*root, *place_of(model, inner).path)
+        message, got = error["msg"], error.get("input")
+        tag = (error.get("ctx") or {}).get("tag_field")
+        if tag and isinstance(got, dict):  # a tagged union's tag names no member: the error is the tag's
+            loc, got = (*loc, tag), got.get(tag)
         name = ".".join(str(part) for part in loc) or "(top level)"
-        message = error["msg"]
         if error["type"] == "extra_forbidden":
-            known = field_names_at(model, tuple(error["loc"][:-1])) if model else []
-            near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-            message = f"unknown key; did you mean {near[0]}?" if near else "unknown key (see docs/job-file.md)"
+            message = unknown_key_message(model, inner)
         elif error["type"] == "missing":
             message = "required field is missing"
-        got = error.get("input")
         suffix = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
         problems.append(f"{doc.where(loc)}: {name}: {message}{suffix}")
     return "\n".join(problems)

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.axes import axes_problem
 from pipeline.errors import ConfigError
+from pipeline.outputspec import OutputSpec, StoreFormat
 from pipeline.settings import Settings
 from pipeline.yamlfile import YamlDocument, read_yaml
 
@@ -100,124 +101,6 @@ class InferenceSpec(Settings):
     )
     threshold: float = Field(0.5, description="output.kind mask: foreground where its probability >= this")
     skip_empty: SkipEmpty | None = Field(None, description="write flat blocks as background, without the net")
-
-
-class InstancesSpec(Settings):
-    """How output.kind instances turns the object probability into numbered objects (per 2-D plane).
-
-    Objects are the `foreground` classes (1..N), or the `background` (class 0) for
-    membrane models, whose objects are the cells that the membranes enclose.
-    """
-
-    method: Literal["components", "watershed"] = Field(
-        "components", description="components: connected pixels; watershed: touching objects split at seeds"
-    )
-    objects: Literal["foreground", "background"] = Field(
-        "foreground", description="objects are the foreground classes, or class 0 (membrane models: the cells)"
-    )
-    threshold: float = Field(0.5, gt=0, le=1, description="object pixels: object probability >= this")
-    connectivity: Literal[4, 8] = Field(8, description="4: edge neighbours only; 8: corners too")
-    min_size: int = Field(0, ge=0, description="drop objects with fewer pixels (0: keep all)")
-    seed_threshold: float = Field(0.9, gt=0, le=1, description="watershed seeds: object probability >= this")
-    halo: int = Field(
-        256, ge=1, le=4096, description="watershed: components up to halo x halo px are split; larger stay whole"
-    )
-
-    @model_validator(mode="after")
-    def _seeds_inside(self) -> Self:
-        if self.seed_threshold < self.threshold:
-            raise ValueError(f"seed_threshold {self.seed_threshold} must be >= threshold {self.threshold}")
-        return self
-
-
-# ngff-0.5 defaults: chunks a viewer reads quickly, inside shards of one work unit each; the CPU unit is the
-# size the pipeline benchmark runs best at on CPU, the GPU unit keeps a GPU's batches full.
-SHARDED_CHUNKS = (256, 256)
-SHARDED_UNIT_CPU, SHARDED_UNIT_GPU = 512, 2048
-StoreFormat = Literal["ngff-0.4", "ngff-0.5"]
-# A new store's format when output.format is not set; a store already at output.path keeps its own.
-DEFAULT_FORMAT: StoreFormat = "ngff-0.5"
-
-
-class OutputSpec(Settings):
-    path: str = Field(description="the OME-Zarr mask store (local path or URL)")
-    kind: Literal["labels", "mask", "probabilities", "instances"] = Field(
-        "labels", description="labels: most probable class; mask: 0/1; probabilities: per class; instances: objects"
-    )
-    instances: InstancesSpec | None = Field(None, description="output.kind instances: how objects are found")
-    format: StoreFormat | None = Field(
-        None,
-        description="ngff-0.5: Zarr v3, chunks inside shards of one work unit each, a file per unit (napari, "
-        "ome-zarr-py, neuroglancer); ngff-0.4: Zarr v2, a file per chunk, a chunk per work unit (Fiji/MoBIE read "
-        "it). Default: the format of the store already at output.path, else ngff-0.5",
-    )
-    chunks: tuple[int, int] = Field(
-        (512, 512),
-        description="chunk height and width: what a viewer reads at a time; with ngff-0.4 also the work unit "
-        "(ngff-0.5 default: 256 x 256)",
-    )
-    unit: tuple[int, int] | None = Field(
-        None,
-        description="ngff-0.5: the work unit, one shard of the store, in whole chunks (default: 2048 x 2048 with "
-        "GPU actors, 512 x 512 on CPU); ngff-0.4: the unit is the chunk",
-    )
-    probability_dtype: Literal["float32", "float16"] = Field(
-        "float32", description="output.kind probabilities (and instances' object probability): stored precision"
-    )
-    pyramid_levels: int = Field(3, ge=0, le=10, description="down-sampled levels after level 0")
-
-    @field_validator("chunks")
-    @classmethod
-    def _chunks(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if min(v) < 16:
-            raise ValueError("chunks must be at least 16 x 16")
-        return v
-
-    @property
-    def store_format(self) -> StoreFormat:
-        """output.format, or the default for a new store (the driver sets an existing store's; JobSpec.with_format)."""
-        return self.format or DEFAULT_FORMAT
-
-    @property
-    def chunk_shape(self) -> tuple[int, int]:
-        """The store's chunks (a viewer's read)."""
-        if self.store_format == "ngff-0.5" and "chunks" not in self.model_fields_set:
-            return SHARDED_CHUNKS
-        return self.chunks
-
-    def unit_shape(self, gpu: bool) -> tuple[int, int]:
-        """The work unit: a chunk (ngff-0.4) or a shard (ngff-0.5) of the store."""
-        if self.store_format == "ngff-0.4":
-            return self.chunks
-        if self.unit is not None:
-            return self.unit
-        side = SHARDED_UNIT_GPU if gpu else SHARDED_UNIT_CPU
-        h, w = self.chunk_shape
-        return max(h, side // h * h), max(w, side // w * w)
-
-    @model_validator(mode="after")
-    def _unit_in_whole_chunks(self) -> Self:
-        if self.unit is None:
-            return self
-        if self.store_format == "ngff-0.4" and self.unit != self.chunks:
-            raise ValueError(
-                f"output.unit {list(self.unit)} needs output.format: ngff-0.5 (NGFF 0.4 on Zarr v2 has no shards: "
-                "its work unit is one chunk, output.chunks)"
-            )
-        if any(u % c for u, c in zip(self.unit, self.chunk_shape, strict=True)):
-            raise ValueError(
-                f"output.unit {list(self.unit)} must hold whole chunks of {list(self.chunk_shape)} "
-                f"(a multiple of output.chunks each side)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _instances(self) -> Self:
-        if self.instances is not None and self.kind != "instances":
-            raise ValueError(f"output.instances is set but output.kind is {self.kind!r}; use kind: instances")
-        if self.kind == "instances" and self.instances is None:
-            object.__setattr__(self, "instances", InstancesSpec())
-        return self
 
 
 class ResourcesSpec(Settings):
@@ -353,7 +236,7 @@ class JobSpec(Settings):
     def output_layout_settings(self) -> dict[str, Any]:
         """The output settings the masks depend on.  An ngff-0.4 job leaves out the fields it does not
         use, so that its fingerprint is the one earlier versions recorded."""
-        settings = self.output.model_dump(mode="json", exclude={"path", "format", "unit"})
+        settings = self.output.fingerprint_settings()
         if self.output.store_format != "ngff-0.4":
             settings.update(
                 format=self.output.store_format, chunks=list(self.output.chunk_shape), unit=list(self.unit_shape)

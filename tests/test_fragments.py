@@ -11,7 +11,7 @@ from skimage.segmentation import relabel_sequential
 
 from pipeline.instances.fragments import kept_whole, label_plane
 from pipeline.instances.objects import BlockSummary, PlaneObjects, summarise_block
-from pipeline.spec import InstancesSpec
+from pipeline.outputspec import InstancesSpec
 
 
 def smooth_field(seed: int, shape: tuple[int, int], sigma: float, levels: int = 0) -> np.ndarray:

@@ -14,7 +14,8 @@ from pipeline.driver import submit
 from pipeline.errors import ExitCode
 from pipeline.instances.fragments import label_plane
 from pipeline.manifest import INSTANCE_PASS, Manifest
-from pipeline.spec import InstancesSpec, JobSpec
+from pipeline.outputspec import InstancesSpec
+from pipeline.spec import JobSpec
 from tests.jobs import make_archive, make_job, manifest_dir, records, store_bytes, stored
 
 pytestmark = pytest.mark.usefixtures("local_ray")

@@ -9,7 +9,7 @@ from skimage.measure import label
 from pipeline.errors import ConfigError
 from pipeline.instances.fragments import label_plane
 from pipeline.instances.merge import BlockGrid, merge_table, raster_order
-from pipeline.spec import InstancesSpec
+from pipeline.outputspec import InstancesSpec
 
 
 def label_blockwise(mask: np.ndarray, block: tuple[int, int], connectivity: int = 8) -> np.ndarray:

@@ -9,12 +9,15 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "job-file.md"
 
 
 def every_field(model, prefix=""):
-    from pipeline.settings import settings_type
+    """Every field path of a settings class; a tagged union's (output's) fields once, as its classes give them."""
+    from pipeline.settings import settings_type, tagged_members
 
     for name, field in model.model_fields.items():
         yield prefix + name
-        inner = settings_type(field.annotation)
-        if inner is not None:
+        members = tagged_members(field.annotation)
+        if members:
+            yield from dict.fromkeys(p for cls in members.values() for p in every_field(cls, prefix + name + "."))
+        elif (inner := settings_type(field.annotation)) is not None:
             yield from every_field(inner, prefix + name + ".")
 
 

@@ -13,7 +13,8 @@ from pipeline.outputkinds import (
     most_probable_class,
     store_kind,
 )
-from pipeline.spec import InstancesSpec, JobSpec
+from pipeline.outputspec import InstancesSpec
+from pipeline.spec import JobSpec
 from tests.jobs import make_archive, make_job
 
 
@@ -77,13 +78,14 @@ def test_a_failed_units_placeholder_has_the_dtype_and_rank_of_a_real_block(kind)
 def test_the_job_makes_its_kind_with_the_settings_that_kind_uses(tmp_path):
     archive = make_archive(tmp_path / "in", sizes=((32, 32),))
     job = JobSpec.load(make_job(tmp_path, archive))
-    inference = job.inference.model_copy(update={"threshold": 0.8})
 
     def with_output(**changes):
-        return job.model_copy(update={"output": job.output.model_copy(update=changes), "inference": inference})
+        document = job.model_dump(mode="json", exclude={"output"})
+        output = {"path": job.output.path, **changes}
+        return JobSpec.model_validate({**document, "inference": {"threshold": 0.8}, "output": output})
 
     assert job_kind(with_output(kind="labels")) == Labels()
     assert job_kind(with_output(kind="mask")) == Mask(0.8)
     assert job_kind(with_output(kind="probabilities", probability_dtype="float16")) == Probabilities("float16")
     rule = InstancesSpec(objects="background")
-    assert job_kind(with_output(kind="instances", instances=rule)) == Instances(rule, "float32")
+    assert job_kind(with_output(kind="instances", instances={"objects": "background"})) == Instances(rule, "float32")

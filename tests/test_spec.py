@@ -44,17 +44,6 @@ def test_enum_values_are_listed(tmp_path):
         _load(tmp_path, GOOD.replace("kind: labels", "kind: instances-please"))
 
 
-def test_instance_settings_belong_to_kind_instances(tmp_path):
-    with pytest.raises(
-        ConfigError, match=r"job\.yaml:\d+: output: .*output\.instances is set but output\.kind is 'labels'"
-    ):
-        _load(tmp_path, GOOD.replace("kind: labels", "kind: labels, instances: {method: watershed}"))
-    spec = _load(tmp_path, GOOD.replace("kind: labels", "kind: instances"))
-    assert spec.output.instances is not None and spec.output.instances.method == "components"
-    with pytest.raises(ConfigError, match=r"output\.instances\.method: Input should be 'components' or 'watershed'"):
-        _load(tmp_path, GOOD.replace("kind: labels", "kind: instances, instances: {method: flood}"))
-
-
 def test_cuda_without_a_gpu_per_actor_is_rejected_before_work(tmp_path):
     with pytest.raises(ConfigError, match=r"job\.yaml:\d+: .*device is 'cuda' but resources\.gpus_per_actor is 0"):
         _load(tmp_path, GOOD + "inference: {device: cuda}\n")

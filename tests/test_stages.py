@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipeline.outputkinds import Instances, Labels, Mask, Probabilities
-from pipeline.spec import InstancesSpec
+from pipeline.outputspec import InstancesSpec
 from pipeline.stages import StageContext, background, is_flat
 
 

@@ -33,7 +33,7 @@ from pipeline.instances.merge import GLOBAL_BIT, BlockGrid, label_block, structu
 from pipeline.instances.objects import BlockSummary, PlaneObjects, merge_plane, summarise_block
 
 if TYPE_CHECKING:
-    from pipeline.spec import InstancesSpec
+    from pipeline.outputspec import InstancesSpec
 
 
 @dataclass(frozen=True)

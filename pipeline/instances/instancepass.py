@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
@@ -36,12 +37,13 @@ from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.names import image_name
 from pipeline.outputkinds import Instances
-from pipeline.passes import ProgressHook, Stream, counting, failed_units, finish_image, streamed_rows
+from pipeline.outputspec import InstancesSpec
+from pipeline.passes import ProgressHook, counting, failed_units, finish_image, streamed_rows
 from pipeline.plan import WorkUnit, image_units
 from pipeline.planner import ImagePlan, pending_units
 from pipeline.report import RunReport
 from pipeline.rows import OUTCOME_COLUMNS, Outcome, fresh_columns
-from pipeline.spec import InstancesSpec, JobSpec
+from pipeline.spec import JobSpec
 from pipeline.stages import StageContext, attempted, output_store
 
 FINISHED_COLUMNS = (*OUTCOME_COLUMNS, "cols", "summary")
@@ -235,115 +237,102 @@ def execute_instances(
     An image with a failed unit (of the net's pass, or a block that could not be summarised) is recorded
     partial.
     """
-    store = MaskStore(spec.output.path, "instances")
-    work = InstancePass(
-        [p for p in plans if not failed_units(report, p.key)],
-        manifest,
-        spec.unit_shape,
-        rule_of(ctx),
-    )
-    summarise_blocks(work, spec, ctx, committer, report, progress)
+    work = InstancePass([p for p in plans if not failed_units(report, p.key)], manifest, spec.unit_shape, rule_of(ctx))
+    instance_run = InstanceRun(spec, ctx, work, committer, report, MaskStore(spec.output.path, "instances"), progress)
+    summarise_blocks(instance_run)
     ready = []
     for plan in plans:
         if failed_units(report, plan.key):
-            finish_image(plan, spec, manifest, store, report)  # records it as partial
+            finish_image(plan, spec, manifest, instance_run.store, report)  # records it as partial
         else:
             ready.append(plan)  # every plane merged
-    relabel_blocks(work, ready, spec, ctx, committer, report, progress, store)
+    relabel_blocks(instance_run, ready)
     committer.flush()
 
 
-def cpu_tasks(spec: JobSpec, rows: Callable[[], Iterator[dict[str, Any]]], fn: Any, ctx: StageContext) -> Stream:
-    """A stream of CPU tasks (fn) over the rows still to do when it starts: each attempt takes what is left."""
-    from pipeline import run
+@dataclass(frozen=True)
+class InstanceRun:
+    """The instance pass of one run, on the driver: the job, the pass's work, and where outcomes go."""
 
-    def stream() -> Iterator[dict[str, Any]]:
-        todo = list(rows())
-        if todo:
-            run.init_ray(spec.resources.address)
-        return run.cpu_stream(todo, fn, ctx, spec.resources.cpus_per_reader)
+    spec: JobSpec
+    ctx: StageContext
+    work: InstancePass
+    committer: Committer
+    report: RunReport
+    store: MaskStore  # the instances
+    progress: ProgressHook | None
 
-    return stream
+    def outcomes(
+        self, rows: Callable[[], Iterator[dict[str, Any]]], fn: Any
+    ) -> Iterator[tuple[Outcome, dict[str, Any]]]:
+        """(outcome, row) of `fn` as CPU tasks over the rows still to do; a failed stream runs again over
+        what is left, on a fresh Ray connection."""
+        from pipeline import run
+
+        resources = self.spec.resources
+
+        def stream() -> Iterator[dict[str, Any]]:
+            todo = list(rows())
+            if todo:
+                run.init_ray(resources.address)
+            return run.cpu_stream(todo, fn, self.ctx, resources.cpus_per_reader)
+
+        return streamed_rows(stream, resources.retries, rows, partial(run.reconnect, resources.address))
+
+    def commit(self, outcome: Outcome) -> bool:
+        """Commit an instance-pass unit; a failed one leaves its image partial.  False if it was counted already."""
+        if not self.committer.add(INSTANCE_PASS, outcome):
+            return False
+        if outcome.failure:
+            self.report.units_quarantined[f"{outcome.key}:instances:{outcome.unit.id}"] = outcome.failure.error
+        return True
 
 
-def reconnect(spec: JobSpec) -> Callable[[], None]:
-    from pipeline import run
-
-    return partial(run.reconnect, spec.resources.address)
-
-
-def summarise_blocks(
-    work: InstancePass,
-    spec: JobSpec,
-    ctx: StageContext,
-    committer: Committer,
-    report: RunReport,
-    progress: ProgressHook | None,
-) -> None:
+def summarise_blocks(instance_run: InstanceRun) -> None:
     """Every block not yet summarised, in one stream; a block that fails is committed as failed."""
-    stream = cpu_tasks(spec, work.summary_rows, summarise_unit, ctx)
-    tick = counting(progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
-    for outcome, row in streamed_rows(stream, spec.resources.retries, work.summary_rows, reconnect(spec)):
+    work = instance_run.work
+    tick = counting(instance_run.progress, SUMMARISE_PHASE, sum(1 for _ in work.summary_rows()))
+    for outcome, row in instance_run.outcomes(work.summary_rows, summarise_unit):
         tick(outcome.megapixels)
         if outcome.failure:
-            committed_instance(committer, report, outcome)
+            instance_run.commit(outcome)
         else:
             work.add_summary(row)
 
 
-def relabel_blocks(
-    work: InstancePass,
-    ready: list[ImagePlan],
-    spec: JobSpec,
-    ctx: StageContext,
-    committer: Committer,
-    report: RunReport,
-    progress: ProgressHook | None,
-    store: MaskStore,
-) -> None:
+def relabel_blocks(instance_run: InstanceRun, ready: list[ImagePlan]) -> None:
     """Every block of the ready images relabelled by its plane's merge, in one stream; each image finished
     as its last block commits."""
-    manifest = work.manifest
+    work = instance_run.work
     remaining = {plan.key: work.pending(plan) for plan in ready}
     for plan in ready:
         if remaining[plan.key] == 0:  # relabelled by an earlier run, killed before the finish
-            finish_instances(plan, work, spec, manifest, store, report)
+            finish_instances(instance_run, plan)
 
     def relabel_rows() -> Iterator[dict[str, Any]]:
         return (row for plan in ready if remaining[plan.key] for row in work.relabel_rows(plan))
 
-    stream = cpu_tasks(spec, relabel_rows, relabel_unit, ctx)
-    tick = counting(progress, RELABEL_PHASE, sum(remaining.values()))
-    for outcome, _ in streamed_rows(stream, spec.resources.retries, relabel_rows, reconnect(spec)):
-        if not committed_instance(committer, report, outcome):
+    tick = counting(instance_run.progress, RELABEL_PHASE, sum(remaining.values()))
+    for outcome, _ in instance_run.outcomes(relabel_rows, relabel_unit):
+        if not instance_run.commit(outcome):
             continue  # delivered twice: counted already
         tick(outcome.megapixels)
         remaining[outcome.key] -= 1
         if remaining[outcome.key] == 0:
-            committer.flush()
-            finish_instances(work.plans[outcome.key], work, spec, manifest, store, report)
+            instance_run.committer.flush()
+            finish_instances(instance_run, work.plans[outcome.key])
 
 
-def finish_instances(
-    plan: ImagePlan, work: InstancePass, spec: JobSpec, manifest: Manifest, store: MaskStore, report: RunReport
-) -> None:
+def finish_instances(instance_run: InstanceRun, plan: ImagePlan) -> None:
     """Every block of the image was relabelled (or failed): its object table and pyramids, then its record."""
+    spec, work, report, store = instance_run.spec, instance_run.work, instance_run.report, instance_run.store
     if not failed_units(report, plan.key):
         planes = work.plane_objects(plan)
         write_object_table(spec.output.path, plan.key, planes)
         warning = halo_warning(plan.key, planes, work.rule)
         if warning:
             report.warnings[plan.key] = warning
-        MaskStore(spec.output.path, "probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
+        store.of_kind("probabilities").build_pyramid(plan.key, spec.output.pyramid_levels)
         report.objects += sum(objects.count for _, _, objects in planes)
     work.forget(plan)
-    finish_image(plan, spec, manifest, store, report)  # complete, or partial
-
-
-def committed_instance(committer: Committer, report: RunReport, outcome: Outcome) -> bool:
-    """Commit an instance-pass unit; a failed one leaves its image partial.  False if it was counted already."""
-    if not committer.add(INSTANCE_PASS, outcome):
-        return False
-    if outcome.failure:
-        report.units_quarantined[f"{outcome.key}:instances:{outcome.unit.id}"] = outcome.failure.error
-    return True
+    finish_image(plan, spec, work.manifest, store, report)  # complete, or partial
