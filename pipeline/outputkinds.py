@@ -42,6 +42,10 @@ class OutputKind:
         """The arrays a job writes per image, by store kind name: (their kind, channels)."""
         return {self.name: (self, classes)}
 
+    def label_values(self, classes: int) -> int | None:
+        """How many label values (0..n-1) its level 0 holds, for their colours; None: not a class image."""
+        return None
+
     def from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """(classes, h, w) float probabilities -> the block the net's pass writes."""
         raise NotImplementedError
@@ -58,6 +62,9 @@ class Labels(OutputKind):
 
     name: ClassVar[str] = "labels"
 
+    def label_values(self, classes: int) -> int | None:
+        return max(classes, 2)  # one class: background and its mask
+
     def from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         if probabilities.shape[0] == 1:  # one class: its label is its mask
             return Mask().from_probabilities(probabilities)
@@ -70,6 +77,9 @@ class Mask(OutputKind):
 
     name: ClassVar[str] = "mask"
     threshold: float = 0.5
+
+    def label_values(self, classes: int) -> int | None:
+        return 2
 
     def from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         return (foreground_probability(probabilities) >= self.threshold).astype(np.uint8)

@@ -9,6 +9,7 @@ from skimage.measure import label, regionprops
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential
 
+import pipeline.instances.objects as instance_objects
 from pipeline.instances.fragments import kept_whole, label_plane
 from pipeline.instances.objects import BlockSummary, PlaneObjects, summarise_block
 from pipeline.outputspec import InstancesSpec
@@ -106,6 +107,19 @@ def test_min_size_drops_small_objects_and_numbers_the_rest_in_raster_order():
     expected, _, _ = relabel_sequential(remove_small_objects(label(probability >= 0.6), max_size=11))
     np.testing.assert_array_equal(labels, expected)
     assert objects.count == expected.max() and objects.columns["area"].min() >= 12
+
+
+def test_label_properties_list_every_object_of_every_plane_with_its_plane_and_id_offset(monkeypatch):
+    _, first = label_plane(smooth_field(3, (70, 90), sigma=2.5), (16, 23), InstancesSpec(threshold=0.6))
+    _, second = label_plane(smooth_field(4, (70, 90), sigma=2.5), (16, 23), InstancesSpec(threshold=0.6))
+    planes = [({"z": 0}, 0, first), ({"z": 1}, first.count, second)]
+    listed = instance_objects.label_properties(planes)
+    assert listed[0] == {"label-value": 0}  # the background, as its colour is listed too
+    assert [p["label-value"] for p in listed[1:]] == list(range(1, first.count + second.count + 1))
+    assert [p["z"] for p in listed[1:]] == [0] * first.count + [1] * second.count
+    assert [p["area"] for p in listed[1:]] == [*first.columns["area"], *second.columns["area"]]
+    monkeypatch.setattr(instance_objects, "LISTED_OBJECTS", first.count + second.count - 1)
+    assert instance_objects.label_properties(planes) == []  # past the limit only the object table lists them
 
 
 def test_summaries_and_plane_objects_travel_as_bytes():

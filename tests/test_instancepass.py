@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import zarr
 from click.testing import CliRunner
 from skimage.measure import label
 
@@ -13,10 +14,11 @@ from pipeline.cli import main
 from pipeline.driver import submit
 from pipeline.errors import ExitCode
 from pipeline.instances.fragments import label_plane
+from pipeline.io import ngff
 from pipeline.manifest import INSTANCE_PASS, Manifest
 from pipeline.outputspec import InstancesSpec
 from pipeline.spec import JobSpec
-from tests.jobs import make_archive, make_job, manifest_dir, records, store_bytes, stored
+from tests.jobs import FORMATS, make_archive, make_job, manifest_dir, records, store_bytes, stored
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 SIZES = ((70, 90), (45, 33))  # two planes each: ids continue from plane 0 to plane 1
@@ -81,6 +83,32 @@ def test_watershed_equals_the_whole_plane_watershed_and_writes_the_object_table(
         areas = np.bincount(labels.ravel())[1:]
         assert [int(r["area"]) for r in rows] == areas.tolist() and areas.min() >= 3
         assert {r["z"] for r in rows} == {"0", "1"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_image_label_lists_each_object_with_its_colour_and_measurements_for_viewers(tmp_path, fmt):
+    from napari_ome_zarr import napari_get_reader
+    from ome_zarr_models.v04.image_label import ImageLabel as ImageLabel04
+    from ome_zarr_models.v05.image_label import ImageLabel as ImageLabel05
+
+    archive = make_archive(tmp_path / "in", sizes=SIZES)
+    rule = f"{{method: components, threshold: {T}}}"
+    job = JobSpec.load(make_job(tmp_path, archive, kind="instances", instances=rule, **FORMATS[fmt]))
+    submit(job)
+    labels = stored(job, "img0")
+    group = zarr.open_group(str(tmp_path / "out.zarr" / "labels" / "img0"), mode="r")
+    ImageLabel = ImageLabel04 if fmt == "ngff-0.4" else ImageLabel05
+    ImageLabel.from_zarr(group)  # colours and properties list the same label values (ome-zarr-models)
+    with open(records(tmp_path / "out.zarr") / "objects" / "img0.csv") as f:
+        rows = list(csv.DictReader(f))
+    image_label = ngff.ngff_keys(dict(group.attrs))["image-label"]
+    listed = image_label["properties"]
+    assert [p["label-value"] for p in listed] == list(range(labels.max() + 1))
+    assert [p["area"] for p in listed[1:]] == [int(r["area"]) for r in rows] == np.bincount(labels.ravel())[1:].tolist()
+    assert [p["z"] for p in listed[1:]] == [int(r["z"]) for r in rows]
+    [(_, meta, _)] = napari_get_reader(group.store.root.as_posix())(group.store.root.as_posix())
+    assert meta["colormap"][0] == [0, 0, 0, 0] and len(meta["colormap"]) == labels.max() + 1
+    assert meta["properties"]["area"][1:] == [p["area"] for p in listed[1:]]
 
 
 def test_objects_the_watershed_kept_whole_for_the_halo_are_a_warning_with_exit_3(tmp_path):

@@ -69,9 +69,29 @@ def test_the_store_validates_as_ngff_0_5_and_opens_in_ome_zarr_py(tmp_path):
     assert Labels.from_zarr(root["labels"]).attributes.ome.labels == ["img0", "img1"]
     label = ImageLabel.from_zarr(root["labels/img0"])
     assert [d.path for d in label.attributes.ome.multiscales[0].datasets] == ["0", "1"]
+    colors = label.attributes.ome.image_label.colors  # the test net's two classes; background shows through
+    assert [c.label_value for c in colors] == [0, 1] and colors[0].rgba == (0, 0, 0, 0) and colors[1].rgba[3] == 255
     nodes = [n for n in Reader(parse_url(str(tmp_path / "out.zarr" / "labels" / "img0")))() if n.data]
     assert len(nodes) == 1 and np.asarray(nodes[0].data[0]).shape == (2, 70, 90)
     np.testing.assert_array_equal(np.asarray(nodes[0].data[1]), np.asarray(root["labels/img0/1"]))
+
+
+def test_ngff_0_4_labels_and_0_5_probabilities_validate_with_their_translated_levels(tmp_path):
+    from ome_zarr_models.v04.image_label import ImageLabel as ImageLabel04
+    from ome_zarr_models.v04.labels import Labels as Labels04
+    from ome_zarr_models.v05.image import Image as Image05
+
+    archive = make_archive(tmp_path / "in", sizes=SIZES)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    submit(JobSpec.load(make_job(tmp_path / "a", archive, **FORMATS["ngff-0.4"])))
+    submit(JobSpec.load(make_job(tmp_path / "b", archive, kind="probabilities", **FORMATS["ngff-0.5"])))
+    labels = zarr.open_group(str(tmp_path / "a" / "out.zarr"), mode="r")
+    assert Labels04.from_zarr(labels["labels"]).attributes.labels == ["img0", "img1"]
+    assert ImageLabel04.from_zarr(labels["labels/img0"]).attributes.image_label.colors[0].rgba == (0, 0, 0, 0)
+    probabilities = zarr.open_group(str(tmp_path / "b" / "out.zarr" / "probabilities" / "img0"), mode="r")
+    level1 = Image05.from_zarr(probabilities).attributes.ome.multiscales[0].datasets[1]
+    assert [t.type for t in level1.coordinateTransformations] == ["scale", "translation"]
 
 
 @pytest.mark.parametrize("fmt", ["ngff-0.4", "ngff-0.5"])

@@ -67,6 +67,12 @@ def test_each_kind_names_its_group_dtype_pyramid_rule_and_the_arrays_a_job_write
     assert Instances().arrays(3) == {"instances": (Instances(), 1), "probabilities": (Probabilities(), 1)}
 
 
+def test_class_images_count_their_label_values_for_their_colours():
+    counts = {name: [store_kind(name).label_values(c) for c in (1, 2, 5)] for name in KINDS}
+    # a one-class net's labels are its mask; instances are numbered per image, not per class
+    assert counts == {"labels": [2, 2, 5], "mask": [2, 2, 2], "probabilities": [None] * 3, "instances": [None] * 3}
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_failed_units_placeholder_has_the_dtype_and_rank_of_a_real_block(kind):
     output = store_kind(kind)

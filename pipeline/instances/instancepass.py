@@ -31,7 +31,14 @@ from pipeline.committer import Committer
 from pipeline.errors import ConfigError, OutputError
 from pipeline.instances.fragments import BlockWindow, block_ids, block_summary, halo_for, kept_whole, longest_sides
 from pipeline.instances.merge import BlockGrid
-from pipeline.instances.objects import BlockSummary, ImageObjects, PlaneObjects, merge_plane, objects_csv
+from pipeline.instances.objects import (
+    BlockSummary,
+    ImageObjects,
+    PlaneObjects,
+    label_properties,
+    merge_plane,
+    objects_csv,
+)
 from pipeline.io.maskstore import MaskStore
 from pipeline.jobrecords import OBJECTS, records_url
 from pipeline.manifest import INSTANCE_PASS, Manifest
@@ -329,6 +336,7 @@ def finish_instances(instance_run: InstanceRun, plan: ImagePlan) -> None:
     if not failed_units(report, plan.key):
         planes = work.plane_objects(plan)
         write_object_table(spec.output.path, plan.key, planes)
+        store.label_objects(plan.key, label_properties(planes))
         warning = halo_warning(plan.key, planes, work.rule)
         if warning:
             report.warnings[plan.key] = warning

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -144,6 +145,33 @@ def merge_plane(
 
 # An image's objects: (plane coordinates, id offset, the plane's objects) for each plane.
 ImageObjects = list[tuple[dict[str, int], int, PlaneObjects]]
+
+
+# Objects listed in an image's image-label (NGFF), each with its colour and measurements: about 130
+# bytes of JSON an object, so 1.3 MB at most in the attributes every viewer reads; past it, the
+# object table (objects_csv) alone lists them.
+LISTED_OBJECTS = 10_000
+
+
+def label_properties(planes: ImageObjects) -> list[dict[str, Any]]:
+    """The image-label `properties` of an image's objects, background first; [] past LISTED_OBJECTS."""
+    if sum(objects.count for _, _, objects in planes) > LISTED_OBJECTS:
+        return []
+    listed: list[dict[str, Any]] = [{"label-value": 0}]
+    for coords, offset, objects in planes:
+        c = objects.columns
+        for i in range(objects.count):
+            listed.append(
+                {
+                    "label-value": int(c["id"][i]) + offset,
+                    **coords,
+                    "area": int(c["area"][i]),
+                    "centroid_y": round(float(c["centroid_y"][i]), 2),
+                    "centroid_x": round(float(c["centroid_x"][i]), 2),
+                    "mean_probability": round(float(c["mean_probability"][i]), 4),
+                }
+            )
+    return listed
 
 
 def objects_csv(planes: ImageObjects) -> str:

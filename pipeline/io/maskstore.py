@@ -16,7 +16,7 @@ the store itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ class OutputLayout:
     chunks: tuple[int, ...]
     dtype: str
     shards: tuple[int, ...] | None = None  # ngff-0.5: one work unit
+    label_values: int | None = None  # a class image's labels 0..n-1, coloured in its image-label
 
     @classmethod
     def for_image(
@@ -59,13 +60,13 @@ class OutputLayout:
     ) -> OutputLayout:
         """Level 0 of one image's array of `kind` (`classes` channels if it has a c axis); `unit`
         (ngff-0.5): the shard, in whole `chunks`."""
-        layout = cls._unsharded(image, kind, classes, chunks)
+        layout = replace(cls._unsharded(image, kind, classes, chunks), label_values=kind.label_values(classes))
         if unit is None:
             return layout
         shards = tuple(
             unit[0] if a == "y" else unit[1] if a == "x" else c for a, c in zip(layout.axes, layout.chunks, strict=True)
         )
-        return cls(layout.axes, layout.shape, layout.chunks, layout.dtype, shards)
+        return replace(layout, shards=shards)
 
     @classmethod
     def _unsharded(cls, image: LazyImage, kind: OutputKind, classes: int, chunks: tuple[int, int]) -> OutputLayout:
@@ -180,12 +181,28 @@ class MaskStore:
         if names != listed:
             group.attrs.update(ngff.labels_attrs(self.format, names))
 
+    def label_objects(self, key: str, properties: list[dict[str, Any]]) -> None:
+        """List an image's objects in its image-label, each with a colour and `properties` ([]: list none)."""
+        group = self.open_image(key)
+        colors = ngff.object_colors([p["label-value"] for p in properties])
+        label = ngff.image_label(self.format, colors, properties)
+        group.attrs.update(ngff.ngff_update(self.format, dict(group.attrs), "image-label", label))
+
     def _image_attrs(
-        self, key: str, layout: OutputLayout, scale: dict[str, float], levels: int, provenance: dict[str, Any]
+        self,
+        key: str,
+        layout: OutputLayout,
+        scale: dict[str, float],
+        levels: int,
+        provenance: dict[str, Any],
+        label: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        keys: dict[str, Any] = {"multiscales": [ngff.multiscales_attrs(self.format, key, layout.axes, scale, levels)]}
+        """An image group's attributes; `label`: its image-label as it stands (else made for `layout`)."""
+        multiscales = ngff.multiscales_attrs(self.format, key, layout.axes, scale, levels, self.facts.mean_pyramid)
+        keys: dict[str, Any] = {"multiscales": [multiscales]}
         if self.facts.ngff_label:
-            keys["image-label"] = ngff.image_label(self.format)
+            colors = ngff.class_colors(layout.label_values) if layout.label_values else None
+            keys["image-label"] = label if label is not None else ngff.image_label(self.format, colors)
         return ngff.image_attrs(self.format, keys, provenance)
 
     def level0(self, key: str, mode: str = "r+") -> zarr.Array:
@@ -270,5 +287,6 @@ class MaskStore:
             built = write_levels(group, levels, mean, self.format, WRITE_EVERY_CHUNK) if levels else 0
         scale = dict(zip(axes, entry["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True))
         layout = OutputLayout(axes, source.shape, source.chunks, str(source.dtype))
-        group.attrs.update(self._image_attrs(key, layout, scale, built + 1, attrs.get("segment-archive", {})))
+        label = ngff.ngff_keys(attrs).get("image-label")
+        group.attrs.update(self._image_attrs(key, layout, scale, built + 1, attrs.get("segment-archive", {}), label))
         return built
