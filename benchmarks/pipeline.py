@@ -78,6 +78,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--repeats", type=int, default=1, help="pipeline runs, each between two bare-model runs")
     parser.add_argument("--skip-model", action="store_true", help="only the pipeline (memory runs)")
+    parser.add_argument(
+        "--default-resources",
+        action="store_true",
+        help="leave the job's resources section out, as a new user does (--actors, --cpus-per-actor and "
+        "--units-per-task are then unused)",
+    )
     return parser.parse_args()
 
 
@@ -88,7 +94,7 @@ def gpus_per_actor(args: argparse.Namespace) -> float:
 
 
 def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[str, Any]:
-    return {
+    document = {
         "name": "bench",
         "input": {"path": str(archive)},
         "model": {"config": str(Path(args.config).resolve())},
@@ -106,6 +112,9 @@ def job_document(args: argparse.Namespace, archive: Path, output: Path) -> dict[
             "units_per_task": args.units_per_task,
         },
     }
+    if args.default_resources:
+        del document["resources"]
+    return document
 
 
 def output_document(args: argparse.Namespace, output: Path) -> dict[str, Any]:
@@ -168,11 +177,9 @@ def main() -> None:
             "format": args.format,
             "megapixels": runs[0]["megapixels"],
         },
-        "resources": {
-            "actors": args.actors,
-            "cpus_per_actor": args.cpus_per_actor,
-            "gpus_per_actor": gpus_per_actor(args),
-        },
+        "resources": "default"
+        if args.default_resources
+        else {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor, "gpus_per_actor": gpus_per_actor(args)},
         **{key: median_of(runs, key) for key in runs[0] if key not in ("megapixels", "model_megapixels_per_second")},
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
