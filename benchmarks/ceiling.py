@@ -16,7 +16,7 @@ so that peaks and caches are its own:
   its probability at once (`benchmarks.simulated`: masks with the input's
   structure, written as real masks are): e2e Mpx/s and units/s (Ray started before the
   clock), Mpx/s per CPU core, and the driver's peak RSS;
-* where a unit's time goes: read, mirror (and normalise), tiling, Ray's
+* where a unit's time goes: read, mirror, tiling (and normalise), Ray's
   transfer of its window and block, to-output, write and commit, timed on a
   sample of units with the pipeline's own functions; Ray's own share is what
   is left of the e2e CPU-seconds per unit.
@@ -169,10 +169,10 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
     from benchmarks.simulated import SimulatedPredictor
     from pipeline import driver, netpass, stages
     from pipeline.io.archive import open_archive
-    from pipeline.io.normalize import normalize
     from pipeline.plan import WorkUnit, unit_grid
     from pipeline.planner import plan_job
     from pipeline.predict import predict_windows
+    from pipeline.windows import affine_of, packed, travelling
 
     # An output of its own: the run's is complete, and would plan nothing.
     job = job.model_copy(update={"output": job.output.model_copy(update={"path": job.output.path + "-split"})})
@@ -182,7 +182,7 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
     plan = plan_job(archive, resolved.planning()).images[0]
     ctx = netpass.stage_context(job, model.geometry, "split")
     null = SimulatedPredictor(model.geometry, model.config.classes, 0.0)
-    steps = dict.fromkeys(("read", "mirror_normalise", "tiling", "transfer", "to_output", "write"), 0.0)
+    steps = dict.fromkeys(("read", "mirror", "tiling", "transfer", "to_output", "write"), 0.0)
     rows = list(netpass.image_rows(plan).rows(0, min(sample, plan.total)))
     image = stages._image(ctx, plan.key)
     height, width = image.plane_shape
@@ -194,19 +194,21 @@ def unit_split(job: Any, e2e: dict[str, Any], sample: int) -> dict[str, float]:
             unit.plane, slice(max(wr.start, 0), min(wr.stop, height)), slice(max(wc.start, 0), min(wc.stop, width))
         )
         t1 = time.perf_counter()
-        window = normalize(image.read_window(unit.plane, wr, wc), row["scale"], row["offset"], ctx.nonfinite, "split")
+        window = travelling(image.read_window(unit.plane, wr, wc), row["scale"], row["offset"], ctx.nonfinite, "split")
         t2 = time.perf_counter()
-        (probabilities,) = predict_windows(null, [(grid, window)], ctx.batch_size)
+        affine = affine_of(window, row["scale"], row["offset"])
+        (probabilities,) = predict_windows(null, [(grid, window)], ctx.batch_size, [affine])
         t3 = time.perf_counter()
         row["block"] = stages.to_output(probabilities, ctx)
         t4 = time.perf_counter()
         if not job.resources.io_in_actor():  # reader tasks: the window and the block cross the object store
-            ray.get(ray.put(window)), ray.get(ray.put(row["block"]))
+            ray.get(ray.put(packed(window))), ray.get(ray.put(row["block"]))
         t5 = time.perf_counter()
         stages.write_from(row, ctx)
         t6 = time.perf_counter()
         del raw
-        # read_window read the blocks again (from the cache): its mirror and normalise are t2 - t1 less a cache hit.
+        # read_window read the blocks again (from the cache): its mirror is t2 - t1 less a cache hit.  An 8 or 16 bit
+        # window travels as stored; the model normalises it (pipeline.windows), here in `tiling`.
         for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t5 - t4, t4 - t3, t6 - t5), strict=True):
             steps[name] += seconds
     split = {name: round(1000 * seconds / len(rows), 3) for name, seconds in steps.items()}

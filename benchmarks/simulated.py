@@ -42,7 +42,7 @@ class SimulatedPredictor:
     seconds_per_megapixel: float  # 0: returns at once (the ceiling's model without arithmetic)
     log: Path | None = None
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, affine: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         start = time.time()
         n, _, height, width = batch.shape
         out_h, out_w = self.geometry.raw_output_size(height), self.geometry.raw_output_size(width)
@@ -50,7 +50,11 @@ class SimulatedPredictor:
             time.sleep(n * out_h * out_w / 1e6 * self.seconds_per_megapixel)
         result = np.empty((n, self.classes, out_h, out_w), dtype=np.float32)
         top, left = (height - out_h) // 2, (width - out_w) // 2
-        result[:, -1] = batch[:, 0, top : top + out_h, left : left + out_w]
+        centre = batch[:, 0, top : top + out_h, left : left + out_w].astype(np.float32)
+        if affine is not None:  # a GPU normalises on the device: only the centre it returns, here
+            scale, offset = affine
+            centre = centre * scale[:, None, None] + offset[:, None, None]
+        result[:, -1] = centre
         if self.classes > 1:
             result[:, 0] = 1 - result[:, -1]
             result[:, 1:-1] = 0

@@ -23,6 +23,9 @@ from pipeline.model.unet import UNet
 from pipeline.tiling import TileGrid, extended_length, mirrored, plan_tiles, reflect_indices
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
+# normalised = raw * scale + offset in float32: the normalisation of a window that travelled as stored
+# integers (pipeline.windows), applied where the model runs.
+Affine = tuple[float, float]
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -53,7 +56,9 @@ class TilePredictor(Protocol):
     @property
     def classes(self) -> int: ...
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+    def __call__(self, batch: np.ndarray, affine: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(B, C, h, w) -> (B, classes, h', w'); `affine`: each tile's (scale, offset) to apply first."""
+        ...
 
 
 @dataclass
@@ -78,11 +83,20 @@ class Predictor:
         return self.model.config.classes
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(B, C, h, w) float32 -> (B, classes, h', w') float32 after the head's activation."""
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    def __call__(self, batch: np.ndarray, affine: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(B, C, h, w) -> (B, classes, h', w') float32 after the head's activation.
+
+        `affine`: (B,) scales and offsets that normalise a batch of stored integers: applied on the
+        device (a multiply, then an add, in float32, as `normalize` does), so that 8-bit tiles cross
+        to a GPU as 8 bits.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(batch))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.to(torch.float32)
+        if affine is not None:
+            scale, offset = (torch.from_numpy(a).to(self.device).view(-1, 1, 1, 1) for a in affine)
+            x = x * scale + offset
         x = x.contiguous(memory_format=torch.channels_last)
         dtype = _AUTOCAST.get(self.precision)
         autocast = torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
@@ -132,13 +146,18 @@ T = TypeVar("T")
 
 
 def predict_windows(
-    predictor: TilePredictor, jobs: list[tuple[TileGrid, np.ndarray]], batch_size: int
+    predictor: TilePredictor,
+    jobs: list[tuple[TileGrid, np.ndarray]],
+    batch_size: int,
+    affines: list[Affine | None] | None = None,
 ) -> list[np.ndarray]:
     """Stitch the tiles of several (grid, window) pairs; tiles of all windows share batches.
 
     Each window holds the mirror-extended image over `grid_window(grid)`; each
-    result is (classes, H, W) float32 for its grid.
+    result is (classes, H, W) float32 for its grid.  `affines[i]`: the
+    normalisation job i's window still needs (its stored integers), or None.
     """
+    todo = affines or [None] * len(jobs)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     outs = []
@@ -148,22 +167,34 @@ def predict_windows(
         if window.shape[1:] != expected:
             raise GeometryError(f"window of shape {window.shape[1:]} does not match the tile grid's {expected}")
         outs.append(np.empty((predictor.classes, grid.height, grid.width), dtype=np.float32))
-    # Tiles of one batch must share a shape; windows of edge blocks have smaller tiles.
-    by_shape = sorted(range(len(jobs)), key=lambda i: jobs[i][0].tile_shape)
-    tiles = ((i, tile) for i in by_shape for tile in jobs[i][0])
-    for batch in _shape_batches(tiles, batch_size, lambda item: jobs[item[0]][0].tile_shape):
+
+    # Tiles of one batch must share a shape and a dtype; windows of edge blocks have smaller tiles.
+    def batch_key(i: int) -> tuple[tuple[int, int], str, bool]:
+        return jobs[i][0].tile_shape, jobs[i][1].dtype.str, todo[i] is None
+
+    in_order = sorted(range(len(jobs)), key=batch_key)
+    tiles = ((i, tile) for i in in_order for tile in jobs[i][0])
+    for batch in _shape_batches(tiles, batch_size, lambda item: batch_key(item[0])):
         inputs = []
         for i, tile in batch:
             grid, window = jobs[i]
             rows, cols = grid_window(grid)
             inputs.append(window[:, _shift(tile.input_window[0], rows.start), _shift(tile.input_window[1], cols.start)])
-        results = predictor(np.stack(inputs))
+        results = predictor(np.stack(inputs), batch_affine([todo[i] for i, _ in batch]))
         for (i, tile), result in zip(batch, results, strict=True):
             crop = jobs[i][0].crop
             oy, ox = tile.output_window
             h, w = oy.stop - oy.start, ox.stop - ox.start
             outs[i][:, oy, ox] = result[:, crop : crop + h, crop : crop + w]
     return outs
+
+
+def batch_affine(affines: list[Affine | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (scales, offsets) of a batch's tiles as float32 arrays; None if none needs normalising."""
+    if affines[0] is None:
+        return None
+    scales, offsets = zip(*(a for a in affines if a is not None), strict=True)
+    return np.array(scales, np.float32), np.array(offsets, np.float32)
 
 
 def _shape_batches(items: Iterable[T], size: int, shape_of: Callable[[T], object]) -> Iterator[list[T]]:

@@ -1,7 +1,8 @@
 """What Ray's workers do to one work unit, as plain functions (no Ray here).
 
 read_unit (CPU task) -> PredictStage (actor, one model) -> write_unit (CPU task),
-or, for CPU actors, all three in the actor: ReadPredictWriteStage.
+or, for CPU actors, all three in the actor: ReadPredictWriteStage.  A window
+travels as `pipeline.windows` packs it (8 and 16 bit images as stored).
 A unit's failure never raises out of a stage: it travels as `error` (and its
 `failure` kind) in the row, since Ray Data would otherwise fail the whole
 dataset, and later stages pass it on.  A transient failure is tried again in
@@ -29,6 +30,7 @@ from pipeline.outputkinds import OutputKind
 from pipeline.plan import WorkUnit, unit_grid
 from pipeline.rows import OUTCOME_COLUMNS
 from pipeline.spec import SkipEmpty
+from pipeline.windows import affine_of, packed, travelling, travels_raw, unpacked
 
 if TYPE_CHECKING:
     from pipeline.predict import TilePredictor
@@ -63,13 +65,13 @@ class StageContext:
 PredictorFactory = Callable[[StageContext], "TilePredictor"]
 
 
-def empty_window(ctx: StageContext) -> np.ndarray:
-    """Placeholder window of a failed unit: same dtype and rank as a real one.
+def empty_window(ctx: StageContext) -> tuple[np.ndarray, str]:
+    """Placeholder window of a failed unit, packed (uint8 bytes and a dtype) as a real one is.
 
     Ray Data stores a column as one Arrow tensor type, so placeholders must not
     change the column's dtype or number of dimensions.
     """
-    return np.zeros((1, 0, 0), dtype=np.float32)
+    return packed(np.zeros((1, 0, 0), dtype=np.uint8))
 
 
 def empty_block(ctx: StageContext) -> np.ndarray:
@@ -126,8 +128,9 @@ def is_flat(pixels: np.ndarray, std_below: float, stride: int) -> bool:
 
 
 def read_unit(row: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """Add the unit's mirrored, normalised input window (C, h, w) float32, or mark the unit skipped."""
-    row["window"] = empty_window(ctx)
+    """Add the unit's mirrored input window (C, h, w), packed to travel (`pipeline.windows`), or mark the
+    unit skipped."""
+    row["window"], row["window_dtype"] = empty_window(ctx)
     if not row["error"]:
         inject("read")
         attempted([row], lambda: read_into(row, ctx), ctx.retries)
@@ -141,12 +144,15 @@ def read_into(row: dict[str, Any], ctx: StageContext) -> None:
     _, rows, cols = unit_grid(unit, ctx.geometry, ctx.tile)
     raw = image.read_window(unit.plane, rows, cols)
     where = f"{image.source} plane {unit.plane} block ({unit.row}, {unit.col})"
-    window = normalize(raw, row["scale"], row["offset"], ctx.nonfinite, where)
-    block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
-    if ctx.skip_empty and is_flat(block, ctx.skip_empty.std_below, ctx.skip_empty.stride):
-        row["skipped"] = True
-    else:
-        row["window"] = window
+    window = travelling(raw, row["scale"], row["offset"], ctx.nonfinite, where)
+    if ctx.skip_empty:
+        block = window[:, unit.y0 - rows.start : unit.y1 - rows.start, unit.x0 - cols.start : unit.x1 - cols.start]
+        if travels_raw(block.dtype):  # flat is judged on what the model would see
+            block = normalize(block, row["scale"], row["offset"], ctx.nonfinite, where)
+        if is_flat(block, ctx.skip_empty.std_below, ctx.skip_empty.stride):
+            row["skipped"] = True
+            return
+    row["window"], row["window_dtype"] = packed(window)
 
 
 def background(classes: int, shape: tuple[int, int], ctx: StageContext) -> np.ndarray:
@@ -195,19 +201,21 @@ class PredictStage:
             if r["skipped"] and not r["error"]:
                 shape = (int(r["y1"] - r["y0"]), int(r["x1"] - r["x0"]))
                 r["block"] = background(self.classes, shape, self.ctx)
-        jobs = []
+        jobs, affines = [], []
         for r in todo:
             grid, _, _ = unit_grid(WorkUnit.from_dict(r), self.ctx.geometry, self.ctx.tile)
-            jobs.append((grid, r["window"]))
+            window = unpacked(r["window"], r["window_dtype"])
+            jobs.append((grid, window))
+            affines.append(affine_of(window, r["scale"], r["offset"]))
 
         def predict() -> None:  # the batch succeeds or fails whole (e.g. out of memory): each unit says so
-            outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size)
+            outputs = predict_windows(self.predictor, jobs, self.ctx.batch_size, affines)
             for r, probabilities in zip(todo, outputs, strict=True):
                 r["block"] = to_output(probabilities, self.ctx)
 
         attempted(todo, predict, self.ctx.retries)
         for r in rows:
-            r["window"] = empty_window(self.ctx)
+            r["window"], r["window_dtype"] = empty_window(self.ctx)
             if r["error"] or "block" not in r:
                 r["block"] = empty_block(self.ctx)
 

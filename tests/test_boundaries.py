@@ -37,6 +37,7 @@ RULES = {
     "model/checkpoint": {"ray", "zarr", "tifffile", "pipeline.io"},
     "predict": {"ray", "zarr", "tifffile", "pipeline.io"},
     "stages": {"ray"},
+    "windows": {"torch", "ray", "zarr", "tifffile", "fsspec"},  # packing and unpacking: the model normalises
     "planner": {"ray"},
     "driver": {"ray", "torch"},
     "netpass": {"ray", "torch"},  # passes see streams of rows; pipeline.run is the Ray boundary

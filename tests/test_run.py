@@ -45,6 +45,37 @@ def test_distributed_probabilities_equal_predict_image(tmp_path, actors, batch_s
         assert np.abs(got - probabilities).max() <= 1e-4
 
 
+def test_8_bit_16_bit_and_float_images_in_one_stream_equal_predict_image_on_their_normalised_pixels(tmp_path):
+    """Reader tasks ship 8 and 16 bit windows as stored and the actor normalises them, float windows
+    normalised: one Ray column carries all three, and each image keeps its own percentile affine."""
+    from pipeline.io.archive import open_archive
+    from pipeline.io.normalize import affine_for, normalize
+    from pipeline.predict import predict_image
+    from pipeline.runtime import load_model
+
+    archive = tmp_path / "in"
+    archive.mkdir()
+    rng = np.random.default_rng(1)
+    for name, pixels in {
+        "a8.tif": rng.integers(200, 255, (40, 50)).astype(np.uint8),  # far from 0: offsets of -3.6 and -1.5
+        "b16.tif": rng.integers(30000, 50000, (40, 50)).astype(np.uint16),
+        "c32.tif": rng.normal(3.0, 2.0, (40, 50)).astype(np.float32),
+    }.items():
+        tifffile.imwrite(archive / name, pixels, photometric="minisblack")
+    path = make_job(tmp_path, archive, kind="probabilities", chunks=(16, 16), io="tasks", batch_size=4)
+    path.write_text(path.read_text().replace("inference: {", "inference: {normalize: {mode: percentile}, "))
+    job = JobSpec.load(path)
+    assert submit(job).status == "complete"
+    model = load_model(job.model.checkpoint, job.model.config, job.model.seed)
+    images = open_archive(str(archive))
+    for key in images.image_keys():
+        image = images.open(key)
+        scale, offset = affine_for(image, job.inference.normalize)
+        plane = normalize(image.read(0, slice(0, 40), slice(0, 50)), scale, offset, "reject", key)
+        expected = predict_image(model, plane, tile=job.inference.tile, device="cpu")
+        assert np.abs(stored(job, key) - expected).max() <= 1e-4, key  # (c, y, x)
+
+
 def test_distributed_labels_equal_argmax_exactly_and_open_in_ome_zarr(tmp_path):
     from ome_zarr.format import FormatV04
     from ome_zarr.io import parse_url
