@@ -1,8 +1,9 @@
 """One device, one model: tiled prediction that equals the untiled definition.
 
 `predict_image` is what users call on an in-memory (C, H, W) image; the
-distributed actors call `predict_tiles` on the mirrored window a reader task
-cut for one output block.  Both share `TileGrid` geometry, so the stitched
+distributed actors call `predict_windows` on the mirrored windows reader tasks
+cut for their units (8 and 16 bit windows as stored, normalised here on the
+device: `Predictor`'s affine).  Both share `TileGrid` geometry, so the stitched
 result equals `predict_untiled` (the net on the whole mirror-extended image)
 to float32 round-off.
 """
